@@ -1,0 +1,584 @@
+/**
+ * The catalog: datums, dataset/model versions and aliases, Valohai-style.
+ *
+ * Truth lives in the object store (layout in docs/DESIGN.md, I/O in store-records.ts); SQLite (db.ts) is
+ * this host's index of it. Rules that keep hosts sharing one store consistent:
+ *  - every write goes to the store first, then SQLite; a crash in between leaves only a record SQLite has
+ *    not seen yet, which the next lookup or `sync()` ingests;
+ *  - immutable records (datums, versions) are looked up in SQLite first and, on a miss, read from the
+ *    store and ingested (another host may have written them);
+ *  - aliases are mutable, so every alias read goes to the store (one small get) and refreshes SQLite;
+ *  - listings of collections, versions and aliases come from the store; queries over datums
+ *    (`findDatums`) only see what this host has ingested — run `sync()` to pick up other hosts' datums.
+ *
+ * Datum bodies are never held in memory unless given as a Buffer: a stream is spooled to a local temp
+ * file while being hashed (its content address is only known at the end), a file path is hashed in
+ * place; the blob is then uploaded create-if-absent to `blobs/sha256/<hex>` unless it is already there
+ * (dedup), with the upload re-hashed so a file changing underneath is caught.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { isVhfsError, VhfsError } from '../util/errors.js';
+import { hashBuffer, hashFile, hashStream, HashingTransform, type ContentDigest } from '../util/hash.js';
+import { isUuid, uuidv7 } from '../util/ids.js';
+import type { ObjectStore } from '../store/types.js';
+import { CatalogDb, type DatumQuery, type VersionSummary } from './db.js';
+import {
+  casAlias,
+  keys,
+  NAME_RE,
+  parseJson,
+  parseKey,
+  readAlias,
+  readJson,
+  writeDatumRecord,
+  writeVersionRecord,
+} from './store-records.js';
+import type {
+  AliasKind,
+  AliasRecord,
+  CollectionKind,
+  DatumRecord,
+  PackageRef,
+  Producer,
+  VersionFile,
+  VersionRecord,
+} from './types.js';
+
+export type { DatumQuery, VersionSummary } from './db.js';
+
+export type DatumBody = Buffer | Uint8Array | Readable | AsyncIterable<Uint8Array> | { path: string };
+
+export interface DatumMeta {
+  name: string;
+  /** Expected size; INTEGRITY if the body differs. */
+  size?: number;
+  producer: Producer;
+  tags?: string[];
+  properties?: Record<string, unknown>;
+  package?: DatumRecord['package'];
+}
+
+export interface VersionInput {
+  kind: CollectionKind;
+  collection: string;
+  version: string;
+  files: VersionFile[];
+  packages?: PackageRef[];
+  from?: string;
+  properties?: Record<string, unknown>;
+  producer: Producer;
+  ctime?: string;
+}
+
+export interface SyncProgress {
+  phase: 'datums' | 'versions' | 'aliases';
+  done: number;
+  total: number;
+}
+
+export interface SyncResult {
+  datums: number;
+  versions: number;
+  aliases: number;
+}
+
+export interface CatalogOptions {
+  store: ObjectStore;
+  /** SQLite file (created if absent), or ':memory:'. */
+  dbPath: string;
+  /** Where streamed datum bodies are spooled while hashed (default os.tmpdir()). */
+  tmpDir?: string;
+  /** Check that every file of a new version names an existing datum of that size and hash (default true). */
+  verifyVersionFiles?: boolean;
+}
+
+const INGEST_CONCURRENCY = 16;
+const INGEST_BATCH = 500;
+
+export class Catalog {
+  private constructor(
+    readonly store: ObjectStore,
+    readonly db: CatalogDb,
+    private readonly tmpDir: string,
+    private readonly verifyVersionFiles: boolean,
+  ) {}
+
+  static async open(opts: CatalogOptions): Promise<Catalog> {
+    if (opts.dbPath !== ':memory:') await fs.mkdir(path.dirname(path.resolve(opts.dbPath)), { recursive: true });
+    const db = new CatalogDb(opts.dbPath);
+    return new Catalog(opts.store, db, opts.tmpDir ?? os.tmpdir(), opts.verifyVersionFiles ?? true);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // ---- datums ----
+
+  async putDatum(body: DatumBody, meta: DatumMeta): Promise<DatumRecord> {
+    checkFilePath(meta.name, `datum name`);
+    for (const t of meta.tags ?? []) {
+      if (typeof t !== 'string' || t === '' || t.includes('\0')) {
+        throw new VhfsError('BAD_ARGUMENT', `datum "${meta.name}": bad tag ${JSON.stringify(t)}`);
+      }
+    }
+    const digest = await this.uploadBlob(body, meta.name);
+    if (meta.size !== undefined && meta.size !== digest.size) {
+      throw new VhfsError('INTEGRITY', `datum "${meta.name}": expected ${meta.size} bytes, got ${digest.size}`);
+    }
+    const rec: DatumRecord = {
+      id: uuidv7(),
+      name: meta.name,
+      size: digest.size,
+      sha256: digest.sha256,
+      ctime: new Date().toISOString(),
+      blobKey: keys.blob(digest.sha256),
+      producer: meta.producer,
+      tags: [...new Set(meta.tags ?? [])],
+      properties: meta.properties ?? {},
+      ...(meta.package ? { package: meta.package } : {}),
+    };
+    await writeDatumRecord(this.store, rec);
+    this.db.insertDatums([rec]);
+    return rec;
+  }
+
+  async getDatum(id: string): Promise<DatumRecord> {
+    const rec = await this.findDatum(id);
+    if (!rec) throw new VhfsError('NOT_FOUND', `datum://${id} not found in ${this.store.url}`);
+    return rec;
+  }
+
+  /** A datum by `datum://<id>`, `<id>`, `datum://<alias>` or `<alias>` (ids win; they cannot be alias names). */
+  async resolveDatumRef(ref: string): Promise<DatumRecord> {
+    const bare = ref.startsWith('datum://') ? ref.slice('datum://'.length) : ref;
+    if (isUuid(bare)) return this.getDatum(bare.toLowerCase());
+    checkName(bare, 'datum alias');
+    const alias = await this.getAlias('datum', '', bare);
+    if (!alias) throw new VhfsError('NOT_FOUND', `datum://${bare}: no datum id or alias "${bare}" in ${this.store.url}`);
+    const rec = await this.findDatum(alias.target);
+    if (!rec) {
+      throw new VhfsError(
+        'ALIAS_DANGLING',
+        `datum alias "${bare}" points to datum://${alias.target} which does not exist`,
+      );
+    }
+    return rec;
+  }
+
+  findDatums(q: DatumQuery): DatumRecord[] {
+    return this.db.findDatums(q);
+  }
+
+  // ---- versions ----
+
+  async createVersion(input: VersionInput): Promise<VersionRecord> {
+    checkName(input.collection, `${input.kind} name`);
+    checkName(input.version, `${input.kind} version name`);
+    const where = `${input.kind}://${input.collection}/${input.version}`;
+    const files = [...input.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    for (let i = 0; i < files.length; i++) {
+      checkFilePath(files[i].path, `${where}: file path`);
+      if (i > 0 && files[i].path === files[i - 1].path) {
+        throw new VhfsError('UNSAFE_PATH', `${where}: file path "${files[i].path}" repeats`);
+      }
+    }
+    const packages = input.packages ?? [];
+    if (this.verifyVersionFiles) await this.verifyFiles(where, files, packages);
+    const rec: VersionRecord = {
+      kind: input.kind,
+      collection: input.collection,
+      version: input.version,
+      ctime: input.ctime ?? new Date().toISOString(),
+      ...(input.from !== undefined ? { from: input.from } : {}),
+      files,
+      packages,
+      properties: input.properties ?? {},
+      producer: input.producer,
+    };
+    await writeVersionRecord(this.store, rec);
+    this.db.insertVersion(rec);
+    return rec;
+  }
+
+  /** A version by name, else by alias (`dataset://images/prod`). */
+  async getVersion(kind: CollectionKind, collection: string, versionOrAlias: string): Promise<VersionRecord> {
+    const version = await this.resolveVersion(kind, collection, versionOrAlias);
+    return this.db.getVersion(kind, collection, version)!;
+  }
+
+  /** Like getVersion without the file list: cheap for million-file versions. */
+  async getVersionSummary(kind: CollectionKind, collection: string, versionOrAlias: string): Promise<VersionSummary> {
+    const version = await this.resolveVersion(kind, collection, versionOrAlias);
+    const { rowid: _r, ...summary } = this.db.getVersionSummary(kind, collection, version)!;
+    return summary;
+  }
+
+  /** The files of a version in path order, streamed from SQLite. */
+  async versionFiles(kind: CollectionKind, collection: string, versionOrAlias: string): Promise<IterableIterator<VersionFile>> {
+    const version = await this.resolveVersion(kind, collection, versionOrAlias);
+    return this.db.iterateFiles(this.db.getVersionSummary(kind, collection, version)!.rowid);
+  }
+
+  /**
+   * The version name `versionOrAlias` denotes (version names win over alias names), with the version
+   * ingested into SQLite. NOT_FOUND lists what exists; ALIAS_DANGLING if the alias's target is gone.
+   */
+  async resolveVersion(kind: CollectionKind, collection: string, versionOrAlias: string): Promise<string> {
+    const uri = `${kind}://${collection}/${versionOrAlias}`;
+    checkName(collection, `${kind} name`, uri);
+    checkName(versionOrAlias, `${kind} version or alias`, uri);
+    if (await this.ensureVersion(kind, collection, versionOrAlias)) return versionOrAlias;
+    const alias = await this.getAlias(kind, collection, versionOrAlias);
+    if (alias) {
+      if (await this.ensureVersion(kind, collection, alias.target)) return alias.target;
+      throw new VhfsError(
+        'ALIAS_DANGLING',
+        `${kind} alias ${collection}/${versionOrAlias} points to ${kind}://${collection}/${alias.target} which does not exist`,
+      );
+    }
+    const [versions, aliases] = await Promise.all([this.listVersions(kind, collection), this.aliasNamesInStore(kind, collection)]);
+    if (versions.length === 0 && aliases.length === 0) {
+      throw new VhfsError('NOT_FOUND', `${uri}: no ${kind} "${collection}" in ${this.store.url}`);
+    }
+    throw new VhfsError(
+      'NOT_FOUND',
+      `${uri}: no such version or alias of ${kind} "${collection}" ` +
+        `(versions: ${versions.join(', ') || 'none'}; aliases: ${aliases.join(', ') || 'none'})`,
+    );
+  }
+
+  async listCollections(kind: CollectionKind): Promise<string[]> {
+    const page = await this.store.list(keys.collectionsPrefix(kind), { delimiter: '/' });
+    const prefix = keys.collectionsPrefix(kind);
+    return page.prefixes.map((p) => p.slice(prefix.length, -1)).sort(naturalCompare);
+  }
+
+  /** Version names of a collection, in natural order (v2 before v10). */
+  async listVersions(kind: CollectionKind, collection: string): Promise<string[]> {
+    checkName(collection, `${kind} name`);
+    const prefix = keys.versionsPrefix(kind, collection);
+    const page = await this.store.list(prefix);
+    return page.objects
+      .map((o) => o.key.slice(prefix.length))
+      .filter((n) => n.endsWith('.json') && !n.includes('/'))
+      .map((n) => n.slice(0, -'.json'.length))
+      .sort(naturalCompare);
+  }
+
+  // ---- aliases ----
+
+  /** Point an alias at an existing version (dataset/model) or datum id (scope '' for datums). */
+  async setAlias(kind: AliasKind, scope: string, name: string, target: string): Promise<AliasRecord> {
+    checkAliasScope(kind, scope);
+    checkName(name, `${kind} alias name`);
+    if (kind === 'datum') {
+      if (!isUuid(target)) throw new VhfsError('BAD_ARGUMENT', `datum alias "${name}": target "${target}" is not a datum id`);
+      await this.getDatum(target.toLowerCase());
+      target = target.toLowerCase();
+    } else {
+      checkName(target, `${kind} version name`);
+      if (!(await this.ensureVersion(kind, scope, target))) {
+        throw new VhfsError('NOT_FOUND', `${kind}://${scope}/${target} not found in ${this.store.url}; cannot alias it as "${name}"`);
+      }
+    }
+    const { record, etag } = await casAlias(this.store, kind, scope, name, target);
+    this.db.upsertAlias(record, etag);
+    return record;
+  }
+
+  /** The alias as the store has it now (SQLite refreshed), or undefined. */
+  async getAlias(kind: AliasKind, scope: string, name: string): Promise<AliasRecord | undefined> {
+    checkAliasScope(kind, scope);
+    checkName(name, `${kind} alias name`);
+    const stored = await readAlias(this.store, kind, scope, name);
+    if (!stored) {
+      this.db.deleteAlias(kind, scope, name);
+      return undefined;
+    }
+    if (this.db.getAlias(kind, scope, name)?.etag !== stored.etag) this.db.upsertAlias(stored.record, stored.etag);
+    return stored.record;
+  }
+
+  async aliasHistory(kind: AliasKind, scope: string, name: string): Promise<AliasRecord['history']> {
+    const alias = await this.getAlias(kind, scope, name);
+    if (!alias) throw new VhfsError('NOT_FOUND', `${aliasLabel(kind, scope, name)} not found in ${this.store.url}`);
+    return alias.history;
+  }
+
+  /** All aliases of a collection (or all datum aliases with scope ''), by name; SQLite refreshed by etag. */
+  async listAliases(kind: AliasKind, scope: string): Promise<AliasRecord[]> {
+    checkAliasScope(kind, scope);
+    const prefix = keys.aliasesPrefix(kind, scope);
+    const page = await this.store.list(prefix);
+    const seen = new Set<string>();
+    const out: AliasRecord[] = [];
+    for (const obj of page.objects) {
+      const parsed = parseKey(obj.key);
+      if (parsed?.type !== 'alias' || parsed.kind !== kind || parsed.scope !== scope) continue;
+      seen.add(parsed.name);
+      const cached = this.db.getAlias(kind, scope, parsed.name);
+      if (cached && cached.etag === obj.etag) {
+        out.push(cached.record);
+        continue;
+      }
+      const rec = await this.getAlias(kind, scope, parsed.name);
+      if (rec) out.push(rec);
+    }
+    for (const name of this.db.aliasNames(kind, scope)) if (!seen.has(name)) this.db.deleteAlias(kind, scope, name);
+    return out.sort((a, b) => naturalCompare(a.name, b.name));
+  }
+
+  // ---- sync ----
+
+  /** Ingest every datum, version and alias of the store that SQLite lacks or has stale. Idempotent. */
+  async sync(onProgress?: (p: SyncProgress) => void): Promise<SyncResult> {
+    const result: SyncResult = { datums: 0, versions: 0, aliases: 0 };
+
+    const datumIds = (await this.store.list(keys.datumsPrefix)).objects
+      .map((o) => parseKey(o.key))
+      .flatMap((p) => (p?.type === 'datum' && !this.db.hasDatum(p.id) ? [p.id] : []));
+    for (let i = 0; i < datumIds.length; i += INGEST_BATCH) {
+      const batch = datumIds.slice(i, i + INGEST_BATCH);
+      const recs = await mapLimit(batch, INGEST_CONCURRENCY, (id) => this.readDatumRecord(id));
+      result.datums += this.db.insertDatums(recs.filter((r): r is DatumRecord => r !== undefined));
+      onProgress?.({ phase: 'datums', done: Math.min(i + INGEST_BATCH, datumIds.length), total: datumIds.length });
+    }
+
+    const versionKeys: Array<{ kind: CollectionKind; collection: string; version: string }> = [];
+    for (const kind of ['dataset', 'model'] as const) {
+      for (const o of (await this.store.list(keys.collectionsPrefix(kind))).objects) {
+        const p = parseKey(o.key);
+        if (p?.type === 'version' && !this.db.hasVersion(p.kind, p.collection, p.version)) versionKeys.push(p);
+      }
+    }
+    let done = 0;
+    for (const v of versionKeys) {
+      if (await this.ingestVersion(v.kind, v.collection, v.version)) result.versions++;
+      onProgress?.({ phase: 'versions', done: ++done, total: versionKeys.length });
+    }
+
+    const known = this.db.aliasEtags();
+    const aliasObjs = (await this.store.list('aliases/')).objects;
+    done = 0;
+    for (const o of aliasObjs) {
+      const p = parseKey(o.key);
+      if (p?.type !== 'alias') continue;
+      const id = `${p.kind}/${p.scope}/${p.name}`;
+      if (known.get(id)?.etag !== o.etag) {
+        await this.getAlias(p.kind, p.scope, p.name);
+        result.aliases++;
+      }
+      known.delete(id);
+      onProgress?.({ phase: 'aliases', done: ++done, total: aliasObjs.length });
+    }
+    for (const gone of known.values()) this.db.deleteAlias(gone.kind, gone.scope, gone.name);
+    return result;
+  }
+
+  // ---- internals ----
+
+  private async findDatum(id: string): Promise<DatumRecord | undefined> {
+    if (!isUuid(id)) throw new VhfsError('BAD_ARGUMENT', `datum://${id}: a datum id is a UUID`);
+    id = id.toLowerCase();
+    const cached = this.db.getDatum(id);
+    if (cached) return cached;
+    const rec = await this.readDatumRecord(id);
+    if (rec) this.db.insertDatums([rec]);
+    return rec;
+  }
+
+  private async readDatumRecord(id: string): Promise<DatumRecord | undefined> {
+    const key = keys.datum(id);
+    const rec = await readJson<DatumRecord>(this.store, key);
+    if (rec && (rec.id !== id || typeof rec.sha256 !== 'string' || typeof rec.size !== 'number')) {
+      throw new VhfsError('INTEGRITY', `${this.store.url}/${key}: not a datum record for ${id}`);
+    }
+    return rec;
+  }
+
+  /** True if the version exists (ingesting it from the store if SQLite lacks it). */
+  private async ensureVersion(kind: CollectionKind, collection: string, version: string): Promise<boolean> {
+    if (this.db.hasVersion(kind, collection, version)) return true;
+    return this.ingestVersion(kind, collection, version);
+  }
+
+  private async ingestVersion(kind: CollectionKind, collection: string, version: string): Promise<boolean> {
+    const key = keys.version(kind, collection, version);
+    let buf: Buffer;
+    try {
+      buf = await this.store.get(key);
+    } catch (err) {
+      if (isVhfsError(err, 'NOT_FOUND')) return false;
+      throw err;
+    }
+    const rec = parseJson<VersionRecord>(this.store, key, buf);
+    if (rec.kind !== kind || rec.collection !== collection || rec.version !== version || !Array.isArray(rec.files)) {
+      throw new VhfsError('INTEGRITY', `${this.store.url}/${key}: not the version record of ${kind}://${collection}/${version}`);
+    }
+    this.db.insertVersion(rec);
+    return true;
+  }
+
+  private async aliasNamesInStore(kind: CollectionKind, collection: string): Promise<string[]> {
+    const prefix = keys.aliasesPrefix(kind, collection);
+    const page = await this.store.list(prefix);
+    return page.objects
+      .map((o) => o.key.slice(prefix.length))
+      .filter((n) => n.endsWith('.json'))
+      .map((n) => n.slice(0, -'.json'.length))
+      .sort(naturalCompare);
+  }
+
+  /** Every file and package must name an existing datum with the same size and hash. */
+  private async verifyFiles(where: string, files: VersionFile[], packages: PackageRef[]): Promise<void> {
+    const missing: Array<{ id: string; label: string; size: number; sha256?: string }> = [];
+    const check = (label: string, id: string, size: number, sha256: string | undefined) => {
+      if (!isUuid(id)) throw new VhfsError('BAD_ARGUMENT', `${where}: ${label}: datum id "${id}" is not a UUID`);
+      const d = this.db.datumDigest(id);
+      if (!d) missing.push({ id, label, size, sha256 });
+      else if (d.size !== size || (sha256 !== undefined && d.sha256 !== sha256)) {
+        throw new VhfsError('INTEGRITY', `${where}: ${label}: size/sha256 differ from datum://${id}`);
+      }
+    };
+    for (const f of files) check(`file "${f.path}"`, f.datumId, f.size, f.sha256);
+    for (const p of packages) check(`package "${p.name}"`, p.datumId, p.size, undefined);
+    const fetched = await mapLimit(missing, INGEST_CONCURRENCY, (m) => this.readDatumRecord(m.id));
+    const found: DatumRecord[] = [];
+    missing.forEach((m, i) => {
+      const d = fetched[i];
+      if (!d) throw new VhfsError('NOT_FOUND', `${where}: ${m.label}: datum://${m.id} not found in ${this.store.url}`);
+      if (d.size !== m.size || (m.sha256 !== undefined && d.sha256 !== m.sha256)) {
+        throw new VhfsError('INTEGRITY', `${where}: ${m.label}: size/sha256 differ from datum://${m.id}`);
+      }
+      found.push(d);
+    });
+    if (found.length) this.db.insertDatums(found);
+  }
+
+  /** Hash the body and make sure `blobs/sha256/<hex>` holds it; returns the digest. */
+  private async uploadBlob(body: DatumBody, name: string): Promise<ContentDigest> {
+    if (body instanceof Uint8Array) {
+      const digest = hashBuffer(body);
+      if (!(await this.blobPresent(digest, name))) await this.putBlob(digest, body);
+      return digest;
+    }
+    if (isPathBody(body)) return this.uploadFile(body.path, name);
+    const spool = path.join(this.tmpDir, `vhfs-upload-${uuidv7()}`);
+    try {
+      await hashStream(body, createWriteStream(spool, { flags: 'wx' }));
+      return await this.uploadFile(spool, name);
+    } finally {
+      await fs.rm(spool, { force: true });
+    }
+  }
+
+  private async uploadFile(file: string, name: string): Promise<ContentDigest> {
+    let digest: ContentDigest;
+    try {
+      digest = await hashFile(file);
+    } catch (err) {
+      throw new VhfsError('NOT_FOUND', `datum "${name}": cannot read ${file} (${(err as Error).message})`, { cause: err });
+    }
+    if (await this.blobPresent(digest, name)) return digest;
+    const rehash = new HashingTransform({ md5: false });
+    const source = createReadStream(file, { highWaterMark: 1 << 20 });
+    source.on('error', (err) => rehash.destroy(err));
+    let created: boolean;
+    try {
+      created = await this.putBlob(digest, source.pipe(rehash));
+    } finally {
+      source.destroy(); // a failed upload may have stopped reading: release the file now
+    }
+    const sent = rehash.digest();
+    if (sent.sha256 !== digest.sha256) {
+      if (created) await this.store.delete(keys.blob(digest.sha256));
+      throw new VhfsError('INTEGRITY', `datum "${name}": ${file} changed while it was being uploaded`);
+    }
+    return digest;
+  }
+
+  private async blobPresent(digest: ContentDigest, name: string): Promise<boolean> {
+    const info = await this.store.head(keys.blob(digest.sha256));
+    if (info && info.size !== digest.size) {
+      throw new VhfsError(
+        'INTEGRITY',
+        `datum "${name}": ${this.store.url}/${keys.blob(digest.sha256)} has ${info.size} bytes, expected ${digest.size}`,
+      );
+    }
+    return info !== undefined;
+  }
+
+  /** Create-if-absent; false when another writer created the same blob first (dedup, fine). */
+  private async putBlob(digest: ContentDigest, body: Uint8Array | Readable): Promise<boolean> {
+    try {
+      await this.store.put(keys.blob(digest.sha256), body, { ifNoneMatch: '*', sizeHint: digest.size });
+      return true;
+    } catch (err) {
+      if (isVhfsError(err, 'CONFLICT')) return false;
+      throw err;
+    }
+  }
+}
+
+// ---- validation and small helpers ----
+
+function checkName(name: string, what: string, uri?: string): void {
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw new VhfsError(
+      'BAD_ARGUMENT',
+      `${uri ? uri + ': ' : ''}bad ${what} ${JSON.stringify(name)}: must match ${NAME_RE.source}`,
+    );
+  }
+}
+
+function checkAliasScope(kind: AliasKind, scope: string): void {
+  if (kind === 'datum') {
+    if (scope !== '') throw new VhfsError('BAD_ARGUMENT', `datum aliases have no scope (got "${scope}")`);
+  } else {
+    checkName(scope, `${kind} name`);
+  }
+}
+
+/** Relative, `/`-separated, no empty/`.`/`..` segments, no NUL, no leading `/`. */
+function checkFilePath(p: string, what: string): void {
+  let bad: string | undefined;
+  if (typeof p !== 'string' || p === '') bad = 'empty';
+  else if (p.includes('\0')) bad = 'contains NUL';
+  else if (p.startsWith('/')) bad = 'absolute';
+  else {
+    const seg = p.split('/').find((s) => s === '' || s === '.' || s === '..');
+    if (seg !== undefined) bad = seg === '' ? 'has an empty segment' : `has a "${seg}" segment`;
+  }
+  if (bad) throw new VhfsError('UNSAFE_PATH', `${what} ${JSON.stringify(p)} is unsafe (${bad})`);
+}
+
+function aliasLabel(kind: AliasKind, scope: string, name: string): string {
+  return kind === 'datum' ? `datum alias "${name}"` : `${kind} alias ${scope}/${name}`;
+}
+
+function isPathBody(body: DatumBody): body is { path: string } {
+  return typeof (body as { path?: unknown }).path === 'string' && !(Symbol.asyncIterator in body);
+}
+
+const collator = new Intl.Collator('en', { numeric: true });
+function naturalCompare(a: string, b: string): number {
+  return collator.compare(a, b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}

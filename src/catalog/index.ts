@@ -1,0 +1,14 @@
+/** The catalog's public surface: `Catalog` plus record types and store-layout helpers. */
+export * from './types.js';
+export {
+  Catalog,
+  type CatalogOptions,
+  type DatumBody,
+  type DatumMeta,
+  type DatumQuery,
+  type SyncProgress,
+  type SyncResult,
+  type VersionInput,
+  type VersionSummary,
+} from './catalog.js';
+export { keys as storeKeys, NAME_RE, parseKey } from './store-records.js';

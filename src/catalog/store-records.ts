@@ -1,0 +1,154 @@
+/**
+ * Catalog records in the object store — the shared truth every host reads (layout: docs/DESIGN.md).
+ *
+ * Immutable records (datums, versions) are written create-if-absent, so two hosts can never overwrite
+ * each other's datum or publish two different `images/v1`. Alias pointers are the only mutable objects:
+ * they are updated with a compare-and-swap loop (head → get → put ifMatch); a lost race re-reads and
+ * retries with jittered backoff, a bounded number of times. Reading the etag *before* the body is what
+ * makes this safe without a "get with etag" call: if the body read is newer than the etag, the
+ * conditional put fails and the loop retries.
+ */
+import { isVhfsError, VhfsError } from '../util/errors.js';
+import type { ObjectStore } from '../store/types.js';
+import type { AliasKind, AliasRecord, CollectionKind, DatumRecord, VersionRecord } from './types.js';
+
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const CAS_ATTEMPTS = 40;
+
+const COLLECTION_DIR: Record<CollectionKind, string> = { dataset: 'datasets', model: 'models' };
+const ALIAS_DIR: Record<AliasKind, string> = { dataset: 'datasets', model: 'models', datum: 'datums' };
+
+export const keys = {
+  blob: (sha256: string) => `blobs/sha256/${sha256}`,
+  datum: (id: string) => `datums/${id}.json`,
+  datumsPrefix: 'datums/',
+  collectionsPrefix: (kind: CollectionKind) => `${COLLECTION_DIR[kind]}/`,
+  versionsPrefix: (kind: CollectionKind, name: string) => `${COLLECTION_DIR[kind]}/${name}/versions/`,
+  version: (kind: CollectionKind, name: string, version: string) =>
+    `${COLLECTION_DIR[kind]}/${name}/versions/${version}.json`,
+  aliasesPrefix: (kind: AliasKind, scope: string) =>
+    kind === 'datum' ? 'aliases/datums/' : `aliases/${ALIAS_DIR[kind]}/${scope}/`,
+  alias: (kind: AliasKind, scope: string, name: string) =>
+    kind === 'datum' ? `aliases/datums/${name}.json` : `aliases/${ALIAS_DIR[kind]}/${scope}/${name}.json`,
+};
+
+/** What a store key under the catalog layout is, or undefined for keys the catalog does not own. */
+export type ParsedKey =
+  | { type: 'datum'; id: string }
+  | { type: 'version'; kind: CollectionKind; collection: string; version: string }
+  | { type: 'alias'; kind: AliasKind; scope: string; name: string };
+
+export function parseKey(key: string): ParsedKey | undefined {
+  let m = /^datums\/([^/]+)\.json$/.exec(key);
+  if (m) return { type: 'datum', id: m[1] };
+  m = /^(datasets|models)\/([^/]+)\/versions\/([^/]+)\.json$/.exec(key);
+  if (m) return { type: 'version', kind: m[1] === 'datasets' ? 'dataset' : 'model', collection: m[2], version: m[3] };
+  m = /^aliases\/datums\/([^/]+)\.json$/.exec(key);
+  if (m) return { type: 'alias', kind: 'datum', scope: '', name: m[1] };
+  m = /^aliases\/(datasets|models)\/([^/]+)\/([^/]+)\.json$/.exec(key);
+  if (m) return { type: 'alias', kind: m[1] === 'datasets' ? 'dataset' : 'model', scope: m[2], name: m[3] };
+  return undefined;
+}
+
+/** The parsed JSON at `key`, or undefined if absent; INTEGRITY if it is not JSON. */
+export async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
+  let buf: Buffer;
+  try {
+    buf = await store.get(key);
+  } catch (err) {
+    if (isVhfsError(err, 'NOT_FOUND')) return undefined;
+    throw err;
+  }
+  return parseJson<T>(store, key, buf);
+}
+
+export function parseJson<T>(store: ObjectStore, key: string, buf: Buffer): T {
+  try {
+    return JSON.parse(buf.toString('utf8')) as T;
+  } catch (err) {
+    throw new VhfsError('INTEGRITY', `${store.url}/${key}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+function jsonBody(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value) + '\n');
+}
+
+export async function writeDatumRecord(store: ObjectStore, rec: DatumRecord): Promise<void> {
+  await store.put(keys.datum(rec.id), jsonBody(rec), { ifNoneMatch: '*', contentType: 'application/json' });
+}
+
+export async function writeVersionRecord(store: ObjectStore, rec: VersionRecord): Promise<void> {
+  try {
+    await store.put(keys.version(rec.kind, rec.collection, rec.version), jsonBody(rec), {
+      ifNoneMatch: '*',
+      contentType: 'application/json',
+    });
+  } catch (err) {
+    if (isVhfsError(err, 'CONFLICT')) {
+      throw new VhfsError(
+        'CONFLICT',
+        `${rec.kind} version ${rec.collection}/${rec.version} already exists; versions are immutable`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+export interface StoredAlias {
+  record: AliasRecord;
+  etag: string;
+}
+
+export async function readAlias(
+  store: ObjectStore,
+  kind: AliasKind,
+  scope: string,
+  name: string,
+): Promise<StoredAlias | undefined> {
+  const key = keys.alias(kind, scope, name);
+  const info = await store.head(key);
+  if (!info) return undefined;
+  const record = await readJson<AliasRecord>(store, key);
+  return record && { record, etag: info.etag };
+}
+
+/**
+ * Point alias `name` at `target`, appending to its history. Setting the target it already has is a
+ * no-op (no history entry). CONFLICT after too many lost races.
+ */
+export async function casAlias(
+  store: ObjectStore,
+  kind: AliasKind,
+  scope: string,
+  name: string,
+  target: string,
+  now: () => string = () => new Date().toISOString(),
+): Promise<StoredAlias> {
+  const key = keys.alias(kind, scope, name);
+  for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+    const info = await store.head(key);
+    const current = info && (await readJson<AliasRecord>(store, key));
+    if (info && current && current.target === target) return { record: current, etag: info.etag };
+    const at = now();
+    const record: AliasRecord = {
+      kind,
+      scope,
+      name,
+      target,
+      history: [...(current?.history ?? []), { target, at }],
+    };
+    try {
+      const put = await store.put(key, jsonBody(record), info && current ? { ifMatch: info.etag } : { ifNoneMatch: '*' });
+      return { record, etag: put.etag };
+    } catch (err) {
+      if (!isVhfsError(err, 'CONFLICT')) throw err;
+    }
+    await new Promise((r) => setTimeout(r, Math.min(2 ** attempt, 100) * (0.5 + Math.random())));
+  }
+  throw new VhfsError(
+    'CONFLICT',
+    `${store.url}/${key}: gave up setting alias after ${CAS_ATTEMPTS} concurrent updates by others`,
+  );
+}

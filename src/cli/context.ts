@@ -1,0 +1,53 @@
+/**
+ * What every command needs: the home directory, the object store, this host's catalog and cache paths.
+ * Opened lazily so `vhfs --help` and argument errors touch nothing on disk.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { Catalog } from '../catalog/catalog.js';
+import { openStore, type ObjectStore } from '../store/index.js';
+
+export interface GlobalOptions {
+  home?: string;
+  store?: string;
+  json?: boolean;
+  quiet?: boolean;
+  stats?: boolean;
+}
+
+export class Context {
+  readonly home: string;
+  readonly storeUrl: string;
+  private catalogPromise?: Promise<Catalog>;
+  private storeInstance?: ObjectStore;
+
+  constructor(readonly opts: GlobalOptions) {
+    this.home = path.resolve(opts.home ?? process.env.VHFS_HOME ?? path.join(os.homedir(), '.vhfs'));
+    this.storeUrl = opts.store ?? process.env.VHFS_STORE ?? path.join(this.home, 'store');
+  }
+
+  get store(): ObjectStore {
+    return (this.storeInstance ??= openStore(this.storeUrl));
+  }
+
+  get storeOpened(): boolean {
+    return this.storeInstance !== undefined;
+  }
+
+  get cacheDir(): string {
+    return path.join(this.home, 'cache');
+  }
+
+  catalog(): Promise<Catalog> {
+    return (this.catalogPromise ??= Catalog.open({ store: this.store, dbPath: path.join(this.home, 'catalog.sqlite'), tmpDir: path.join(this.home, 'tmp') }));
+  }
+
+  async close(): Promise<void> {
+    if (this.catalogPromise) (await this.catalogPromise).close();
+  }
+
+  /** Progress and informational lines go to stderr unless --quiet or --json. */
+  info(line: string): void {
+    if (!this.opts.quiet && !this.opts.json) process.stderr.write(`${line}\n`);
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * The read-only FUSE tree of `inputs/`: `/` lists the inputs, `/<input>/…` is that input's TreeIndex.
+ *
+ * Handlers stay thin: a path lookup in the index (binary searches over typed arrays) and, for reads, a
+ * block-cache hit copied straight into the kernel's buffer with the callback called synchronously. Only a
+ * first touch of an input (resolution) or a cache miss goes async. Every failure maps to an errno and a
+ * logged line; nothing a handler does can throw into fuse-native (which would take the mount down).
+ *
+ * Deliberately absent handlers: `flush`, `opendir`/`releasedir`, `getxattr`/`listxattr`: libfuse answers
+ * ENOSYS, after which the kernel stops sending them at all (native-notes/ has the measurements).
+ */
+import Fuse, { type Ops, type Stat } from 'fuse-native';
+import type { InputSet } from '../inputs/input-set.js';
+import type { ResolvedInput } from '../inputs/resolve.js';
+import type { BlockCache } from '../cache/block-cache.js';
+import { NOT_FOUND, dirIndex, isFile, type NodeRef } from '../index/tree-index.js';
+import { describeError, isVhfsError } from '../util/errors.js';
+
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const O_ACCMODE = 3;
+const W_OK = 2;
+
+export interface InputsFsOptions {
+  uid?: number;
+  gid?: number;
+  log?: (line: string) => void;
+}
+
+interface Handle {
+  input: ResolvedInput;
+  file: number;
+}
+
+/** Split `/input/rest/of/path` into the input name and the path inside it ('' for the input root). */
+function splitPath(p: string): [string, string] {
+  const slash = p.indexOf('/', 1);
+  return slash === -1 ? [p.slice(1), ''] : [p.slice(1, slash), p.slice(slash + 1)];
+}
+
+export function inputsOps(inputs: InputSet, cache: BlockCache, opts: InputsFsOptions = {}): Ops {
+  const uid = opts.uid ?? process.getuid?.() ?? 0;
+  const gid = opts.gid ?? process.getgid?.() ?? 0;
+  const log = opts.log ?? (() => {});
+  const mountTime = new Date();
+  const handles: Array<Handle | undefined> = [];
+  const freeHandles: number[] = [];
+
+  const dirStat = (subdirs: number, mtime = mountTime): Stat => ({
+    mtime, atime: mtime, ctime: mtime, size: 4096, mode: S_IFDIR | 0o555, uid, gid, nlink: 2 + subdirs,
+  });
+  const fileStat = (input: ResolvedInput, f: number): Stat => {
+    const a = input.index.arrays;
+    const mtime = new Date(a.fileMtime[f] * 1000);
+    const size = a.fileSize[f];
+    return { mtime, atime: mtime, ctime: mtime, size, mode: S_IFREG | 0o444, uid, gid, nlink: 1, blocks: Math.ceil(size / 512), blksize: 65536 };
+  };
+  const nodeStat = (input: ResolvedInput, ref: NodeRef): Stat =>
+    isFile(ref) ? fileStat(input, ref) : dirStat(input.index.subdirCount(dirIndex(ref)));
+
+  /** Errno for a failed resolution or read, with the reason logged once per failure. */
+  const failure = (what: string, err: unknown): number => {
+    log(`error: ${what}: ${describeError(err)}`);
+    return isVhfsError(err, 'TIMEOUT') ? Fuse.ETIMEDOUT : Fuse.EIO;
+  };
+
+  /** Run `fn` with the input ready: synchronously when it already is. */
+  const withInput = (name: string, fail: (errno: number) => void, fn: (input: ResolvedInput) => void): void => {
+    if (!inputs.has(name)) return fail(Fuse.ENOENT);
+    const ready = inputs.get(name);
+    if (ready) return fn(ready);
+    inputs.ensure(name).then(fn, (err: unknown) => fail(failure(`input "${name}"`, err)));
+  };
+
+  const rofs = (cb: (err: number) => void) => cb(Fuse.EROFS);
+
+  return {
+    getattr(path, cb) {
+      if (path === '/') return cb(0, dirStat(inputs.names.length));
+      const [name, rest] = splitPath(path);
+      if (rest === '') return inputs.has(name) ? cb(0, dirStat(0)) : cb(Fuse.ENOENT);
+      withInput(name, cb, (input) => {
+        const ref = input.index.lookup(rest);
+        if (ref === NOT_FOUND) return cb(Fuse.ENOENT);
+        cb(0, nodeStat(input, ref));
+      });
+    },
+
+    readdir(path, cb) {
+      if (path === '/') return cb(0, inputs.names);
+      const [name, rest] = splitPath(path);
+      withInput(name, cb, (input) => {
+        const ref = input.index.lookup(rest);
+        if (ref === NOT_FOUND) return cb(Fuse.ENOENT);
+        if (isFile(ref)) return cb(Fuse.ENOTDIR);
+        cb(0, input.index.list(dirIndex(ref)));
+      });
+    },
+
+    open(path, flags, cb) {
+      if ((flags & O_ACCMODE) !== 0) return cb(Fuse.EROFS);
+      const [name, rest] = splitPath(path);
+      if (rest === '') return cb(inputs.has(name) ? Fuse.EISDIR : Fuse.ENOENT);
+      withInput(name, cb, (input) => {
+        const ref = input.index.lookup(rest);
+        if (ref === NOT_FOUND) return cb(Fuse.ENOENT);
+        if (!isFile(ref)) return cb(Fuse.EISDIR);
+        const fd = freeHandles.pop() ?? handles.length;
+        handles[fd] = { input, file: ref };
+        cb(0, fd);
+      });
+    },
+
+    release(_path, fd, cb) {
+      if (handles[fd] !== undefined) {
+        handles[fd] = undefined;
+        freeHandles.push(fd);
+      }
+      cb(0);
+    },
+
+    read(path, fd, buf, len, pos, cb) {
+      const h = handles[fd];
+      if (h === undefined) return cb(Fuse.EBADF);
+      const a = h.input.index.arrays;
+      const size = a.fileSize[h.file];
+      if (pos >= size) return cb(0);
+      const n = Math.min(len, size - pos);
+      const source = h.input.index.sources[a.fileSource[h.file]];
+      const at = a.fileOffset[h.file] + pos;
+      const copied = cache.tryReadSync(source, at, n, buf);
+      if (copied >= 0) return cb(copied);
+      cache.read(source, at, n, buf).then(cb, (err: unknown) => cb(failure(`read ${path} bytes ${pos}-${pos + n - 1}`, err)));
+    },
+
+    access(path, mode, cb) {
+      if (mode & W_OK) return cb(Fuse.EROFS);
+      if (path === '/') return cb(0);
+      const [name, rest] = splitPath(path);
+      if (rest === '') return cb(inputs.has(name) ? 0 : Fuse.ENOENT);
+      withInput(name, cb, (input) => cb(input.index.lookup(rest) === NOT_FOUND ? Fuse.ENOENT : 0));
+    },
+
+    statfs(_path, cb) {
+      cb(0, { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, favail: 0, fsid: 0, flag: 1, namemax: 255 });
+    },
+
+    // Inputs are immutable: every mutation is refused as on a read-only filesystem.
+    create: (_p, _m, cb) => cb(Fuse.EROFS),
+    write: (_p, _fd, _b, _l, _pos, cb) => cb(Fuse.EROFS),
+    truncate: (_p, _s, cb) => rofs(cb),
+    ftruncate: (_p, _fd, _s, cb) => rofs(cb),
+    unlink: (_p, cb) => rofs(cb),
+    rename: (_s, _d, cb) => rofs(cb),
+    mkdir: (_p, _m, cb) => rofs(cb),
+    rmdir: (_p, cb) => rofs(cb),
+    chmod: (_p, _m, cb) => rofs(cb),
+    chown: (_p, _u, _g, cb) => rofs(cb),
+    utimens: (_p, _a, _m, cb) => rofs(cb),
+    symlink: (_s, _d, cb) => rofs(cb),
+    link: (_s, _d, cb) => rofs(cb),
+    mknod: (_p, _m, _d, cb) => rofs(cb),
+    setxattr: (_p, _n, _v, _pos, _f, cb) => rofs(cb),
+    removexattr: (_p, _n, cb) => rofs(cb),
+  };
+}

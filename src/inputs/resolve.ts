@@ -1,0 +1,241 @@
+/**
+ * Input resolution: one input's URIs → one TreeIndex of files, each pointing at a byte range of a store
+ * object, plus what `inputs.json` needs to describe them. Nothing here reads file data.
+ *
+ *  - `dataset://` / `model://`: the version (or alias) is resolved through the catalog. A packaged version
+ *    contributes its packages' central directories (tail + central directory per package: two ranged
+ *    reads, never the data); an unpackaged one contributes one blob per file. Paths inside a version are
+ *    kept whatever `keep-directories` says (see layout.ts).
+ *  - `datum://`: one file, named by the datum's name through the layout rules.
+ *  - local paths (with `*` / `**`): files on this host, read in place.
+ *  - `s3://`, `gs://`, `az://`, `https://`: need the cloud store backends, which are not built yet; the
+ *    error says so and names the URI.
+ *
+ * Persisted indexes. Once every URI has been pinned to immutable things (a version name, its package
+ * datum ids, datum ids), the finished TreeIndex is saved under `<cacheDir>/indexes/<identity hash>.idx`.
+ * A later mount that pins the same identity loads it (one file read) instead of reading package tails:
+ * pinning itself needs only this host's SQLite, except an alias, whose pointer is read from the store
+ * because it may have moved. Inputs with local paths are never persisted (local files can change).
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import type { Catalog } from '../catalog/catalog.js';
+import { keys } from '../catalog/store-records.js';
+import type { CollectionKind, DatumRecord, PackageRef } from '../catalog/types.js';
+import { readPackageListing, storeSource } from '../package/index.js';
+import { TreeIndexBuilder, type TreeIndex } from '../index/tree-index.js';
+import { loadIndex, saveIndex } from '../index/persist.js';
+import { layoutInput, type ResolvedFile } from './layout.js';
+import type { InputSpec } from './config.js';
+import { displayUri, type ParsedUri, type LocalUri } from '../uri/parse.js';
+import { compileGlob } from '../uri/glob.js';
+import { VhfsError } from '../util/errors.js';
+
+/** URL under which local-path inputs are read: a directory store rooted at `/`. */
+export const LOCAL_ROOT_STORE = 'file:///';
+
+/** What `inputs.json` says of one file, before the mount's absolute path is known. */
+export interface InputFileInfo {
+  name: string;
+  size: number;
+  uri: string;
+  datumId?: string;
+  sha256?: string;
+}
+
+export interface ResolvedInput {
+  spec: InputSpec;
+  index: TreeIndex;
+  /** True when the index came from the persisted cache (no package tail was read). */
+  fromCache: boolean;
+  warnings: string[];
+  /** Describes every file for inputs.json; streams version file lists from SQLite. */
+  describe(): AsyncIterable<InputFileInfo>;
+}
+
+export interface ResolverOptions {
+  catalog: Catalog;
+  /** Where persisted indexes live (`<cacheDir>/indexes/`); none → always rebuild. */
+  cacheDir?: string;
+  log?: (line: string) => void;
+}
+
+type Pinned =
+  | { kind: 'version'; uri: string; collectionKind: CollectionKind; collection: string; version: string; packages: PackageRef[]; fileCount: number }
+  | { kind: 'datum'; uri: string; datum: DatumRecord }
+  | { kind: 'local'; uri: string; parsed: LocalUri };
+
+export class InputResolver {
+  constructor(private readonly opts: ResolverOptions) {}
+
+  async resolve(spec: InputSpec): Promise<ResolvedInput> {
+    const pinned: Pinned[] = [];
+    for (const uri of spec.uris) pinned.push(await this.pin(uri));
+    const identity = this.identity(spec, pinned);
+    const file = identity && this.opts.cacheDir ? path.join(this.opts.cacheDir, 'indexes', `${identity}.idx`) : undefined;
+    const describe = () => this.describe(pinned, spec);
+    if (file) {
+      const cached = await loadIndex(file, (err) => this.opts.log?.(`discarding cached index: ${err.message}`));
+      if (cached) return { spec, index: cached.index, fromCache: true, warnings: [], describe };
+    }
+    const { index, warnings } = await this.build(spec, pinned);
+    if (file) {
+      await saveIndex(file, index, { input: spec.name, uris: pinned.map((p) => p.uri) }).catch((err: unknown) =>
+        this.opts.log?.(`could not persist the index of input "${spec.name}": ${String(err)}`));
+    }
+    return { spec, index, fromCache: false, warnings, describe };
+  }
+
+  /** Turn a URI into immutable identities (the only step that may consult the store, for aliases). */
+  private async pin(uri: ParsedUri): Promise<Pinned> {
+    const shown = displayUri(uri);
+    switch (uri.kind) {
+      case 'dataset':
+      case 'model': {
+        const summary = await this.opts.catalog.getVersionSummary(uri.kind, uri.name, uri.selector);
+        return {
+          kind: 'version', uri: shown, collectionKind: uri.kind, collection: uri.name,
+          version: summary.version, packages: summary.packages, fileCount: summary.fileCount,
+        };
+      }
+      case 'datum':
+        return { kind: 'datum', uri: shown, datum: await this.opts.catalog.resolveDatumRef(uri.ref) };
+      case 'local':
+        return { kind: 'local', uri: shown, parsed: uri };
+      case 'object':
+        throw new VhfsError('UNSUPPORTED', `${shown}: ${uri.scheme}:// inputs need the ${uri.scheme === 'az' ? 'Azure Blob' : uri.scheme.toUpperCase()} store backend, which this build does not have yet`);
+      case 'https':
+        throw new VhfsError('UNSUPPORTED', `${shown}: ${uri.scheme}:// inputs are not supported by this build yet`);
+    }
+  }
+
+  private identity(spec: InputSpec, pinned: Pinned[]): string | undefined {
+    if (pinned.some((p) => p.kind === 'local')) return undefined;
+    const parts = pinned.map((p) =>
+      p.kind === 'version'
+        ? { v: `${p.collectionKind}://${p.collection}/${p.version}`, p: p.packages.map((k) => k.datumId) }
+        : p.kind === 'datum' ? { d: p.datum.id } : {});
+    const key = JSON.stringify({ format: 1, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
+    return createHash('sha256').update(key).digest('hex');
+  }
+
+  private async build(spec: InputSpec, pinned: Pinned[]): Promise<{ index: TreeIndex; warnings: string[] }> {
+    const label = `input "${spec.name}"`;
+    const builder = new TreeIndexBuilder(label);
+    const blobSources = new Map<string, number>();
+    const sourceFor = (key: string, size: number, store?: string) => {
+      const id = `${store ?? ''}\n${key}`;
+      let s = blobSources.get(id);
+      if (s === undefined) blobSources.set(id, (s = builder.addSource(store === undefined ? { key, size } : { key, size, store })));
+      return s;
+    };
+    const loose: Array<ResolvedFile<{ source: number; size: number; mtimeMs: number }>> = [];
+    for (const p of pinned) {
+      if (p.kind === 'version') await this.addVersion(p, builder, sourceFor);
+      else if (p.kind === 'datum') {
+        loose.push({
+          uri: p.uri, id: `datum://${p.datum.id}`, origin: 'datum', key: p.datum.name,
+          data: { source: sourceFor(p.datum.blobKey, p.datum.size), size: p.datum.size, mtimeMs: Date.parse(p.datum.ctime) },
+        });
+      } else {
+        for (const f of await listLocal(p.parsed, p.uri)) {
+          loose.push({
+            uri: p.uri, id: `file:///${f.key}`, origin: 'store', key: f.key,
+            ...(p.parsed.wildcardRoot !== undefined ? { wildcardRoot: p.parsed.wildcardRoot.slice(1) } : {}),
+            data: { source: sourceFor(f.key, f.size, LOCAL_ROOT_STORE), size: f.size, mtimeMs: f.mtimeMs },
+          });
+        }
+      }
+    }
+    const layout = layoutInput(loose, {
+      input: spec.name, keepDirectories: spec.keepDirectories,
+      ...(spec.filename !== undefined && builder.count === 0 ? { filename: spec.filename } : {}),
+    });
+    for (const placed of layout.files) {
+      const d = placed.file.data!;
+      builder.add({ path: placed.path, size: d.size, source: d.source, offset: 0, mtimeMs: d.mtimeMs });
+    }
+    return { index: builder.build(), warnings: layout.warnings };
+  }
+
+  private async addVersion(
+    p: Extract<Pinned, { kind: 'version' }>,
+    builder: TreeIndexBuilder,
+    sourceFor: (key: string, size: number) => number,
+  ): Promise<void> {
+    const { catalog } = this.opts;
+    if (p.packages.length > 0) {
+      for (const pkg of p.packages) {
+        const datum = await catalog.getDatum(pkg.datumId);
+        const listing = await readPackageListing(storeSource(catalog.store, datum.blobKey, datum.size), `${p.uri} package ${pkg.name}`);
+        this.opts.log?.(`${p.uri}: package ${pkg.name}: ${listing.count} entries from ${listing.reads} ranged reads (${listing.bytesRead} bytes)`);
+        const source = builder.addSource({ key: datum.blobKey, size: datum.size });
+        for (let i = 0; i < listing.count; i++) {
+          builder.add({
+            path: listing.paths[i], size: listing.sizes[i], source, offset: listing.dataOffsets[i],
+            mtimeMs: listing.mtimesMs[i], crc32: listing.crc32s[i],
+          });
+        }
+      }
+      return;
+    }
+    const ctimeMs = Date.now();
+    for (const f of await catalog.versionFiles(p.collectionKind, p.collection, p.version)) {
+      builder.add({ path: f.path, size: f.size, source: sourceFor(keys.blob(f.sha256), f.size), offset: 0, mtimeMs: ctimeMs });
+    }
+  }
+
+  private async *describe(pinned: Pinned[], spec: InputSpec): AsyncIterable<InputFileInfo> {
+    const { catalog } = this.opts;
+    for (const p of pinned) {
+      if (p.kind === 'version') {
+        for (const f of await catalog.versionFiles(p.collectionKind, p.collection, p.version)) {
+          yield { name: f.path, size: f.size, uri: `datum://${f.datumId}`, datumId: f.datumId, sha256: f.sha256 };
+        }
+      } else if (p.kind === 'datum') {
+        const layout = layoutInput([{ uri: p.uri, id: p.datum.id, origin: 'datum', key: p.datum.name }], {
+          input: spec.name, keepDirectories: spec.keepDirectories,
+          ...(spec.filename !== undefined && pinned.length === 1 ? { filename: spec.filename } : {}),
+        });
+        yield { name: layout.files[0].path, size: p.datum.size, uri: `datum://${p.datum.id}`, datumId: p.datum.id, sha256: p.datum.sha256 };
+      } else {
+        const files = await listLocal(p.parsed, p.uri);
+        const layout = layoutInput(files.map((f) => ({ uri: p.uri, id: f.key, origin: 'store' as const, key: f.key,
+          ...(p.parsed.wildcardRoot !== undefined ? { wildcardRoot: p.parsed.wildcardRoot.slice(1) } : {}), data: f })), {
+          input: spec.name, keepDirectories: spec.keepDirectories,
+          ...(spec.filename !== undefined && pinned.length === 1 ? { filename: spec.filename } : {}),
+        });
+        for (const placed of layout.files) yield { name: placed.path, size: placed.file.data!.size, uri: `file:///${placed.file.key}` };
+      }
+    }
+  }
+}
+
+interface LocalFile {
+  key: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** The regular files a local URI names, keys being absolute paths without the leading `/`. */
+async function listLocal(uri: LocalUri, shown: string): Promise<LocalFile[]> {
+  if (!uri.wildcard) {
+    const st = await fs.stat(uri.path).catch(() => undefined);
+    if (!st) throw new VhfsError('NOT_FOUND', `${shown}: no such file`);
+    if (st.isDirectory()) throw new VhfsError('BAD_URI', `${shown}: is a directory; use ${shown.replace(/\/?$/, '/**')} to take every file under it`);
+    return [{ key: uri.path.slice(1), size: st.size, mtimeMs: st.mtimeMs }];
+  }
+  const root = uri.wildcardRoot ?? '/';
+  const matcher = compileGlob(uri.path.slice(1));
+  const names = await fs.readdir(root, { recursive: true }).catch(() => [] as string[]);
+  const files: LocalFile[] = [];
+  for (const name of names.sort()) {
+    const key = `${root.slice(1)}${name}`;
+    if (!matcher.match(key)) continue;
+    const st = await fs.stat(`/${key}`).catch(() => undefined);
+    if (st?.isFile()) files.push({ key, size: st.size, mtimeMs: st.mtimeMs });
+  }
+  if (files.length === 0) throw new VhfsError('NOT_FOUND', `${shown}: the wildcard matches no file`);
+  return files;
+}

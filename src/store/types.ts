@@ -1,0 +1,81 @@
+/**
+ * The object-store contract every backend (local directory, S3, GCS, Azure, HTTPS) implements.
+ *
+ * It is deliberately the intersection of what real object stores offer, so that code written and tested
+ * against the local directory store behaves the same on a bucket:
+ *  - keys are `/`-separated strings with no leading `/`; there are no directories, only prefixes;
+ *  - a put is atomic: readers see the whole old object or the whole new one, never a partial write;
+ *  - conditional puts give create-if-absent (`ifNoneMatch: '*'`) and compare-and-swap (`ifMatch: etag`),
+ *    the only coordination primitive hosts sharing a bucket have (used for alias pointers);
+ *  - reads are by byte range, so package members are served without fetching whole packages.
+ */
+import type { Readable } from 'node:stream';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Opaque version tag; changes whenever the object is replaced. Feed it back to `ifMatch`. */
+  etag: string;
+  mtimeMs: number;
+}
+
+export interface PutOptions {
+  /** `'*'`: fail with CONFLICT if the key already exists (create-if-absent). */
+  ifNoneMatch?: '*';
+  /** Fail with CONFLICT unless the current object's etag equals this (compare-and-swap). */
+  ifMatch?: string;
+  contentType?: string;
+  /** Size hint for streaming bodies, lets backends pick single vs multipart upload. */
+  sizeHint?: number;
+}
+
+export type PutBody = Buffer | Uint8Array | Readable | AsyncIterable<Uint8Array>;
+
+export interface ListOptions {
+  /** With `'/'`, keys below the next `/` after the prefix are rolled up into `prefixes`. */
+  delimiter?: '/';
+}
+
+export interface ListPage {
+  objects: ObjectInfo[];
+  /** Common prefixes (ending in the delimiter) when a delimiter was given. */
+  prefixes: string[];
+}
+
+/** Counters every store keeps, so tests and `--stats` can assert exactly what crossed the wire. */
+export interface StoreStats {
+  gets: number;
+  bytesRead: number;
+  puts: number;
+  bytesWritten: number;
+  heads: number;
+  lists: number;
+}
+
+export interface ObjectStore {
+  /** Human-readable location (`file:///…`, `s3://bucket/prefix`), used in messages. */
+  readonly url: string;
+  readonly stats: StoreStats;
+
+  /** Metadata of one object, or undefined if absent. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /**
+   * Exactly `length` bytes starting at `offset`. Throws NOT_FOUND if the object is absent and
+   * BAD_ARGUMENT if the range extends past the end (callers know sizes from `head` or an index).
+   */
+  getRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
+  /** Whole object into memory; for small objects (manifests, pointers). */
+  get(key: string, signal?: AbortSignal): Promise<Buffer>;
+  /** Whole object (or a range) as a stream; for large downloads. */
+  getStream(key: string, range?: { offset: number; length: number }): Promise<Readable>;
+  /** Atomic put. Throws CONFLICT when a condition in `opts` fails. */
+  put(key: string, body: PutBody, opts?: PutOptions): Promise<ObjectInfo>;
+  /** All objects (and with a delimiter, common prefixes) under `prefix`, in key order. */
+  list(prefix: string, opts?: ListOptions): Promise<ListPage>;
+  /** Delete; absent keys are not an error. */
+  delete(key: string): Promise<void>;
+}
+
+export function newStoreStats(): StoreStats {
+  return { gets: 0, bytesRead: 0, puts: 0, bytesWritten: 0, heads: 0, lists: 0 };
+}

@@ -1,0 +1,79 @@
+/**
+ * Content hashing while data flows: sha256 is the content address of every blob (`blobs/sha256/<hex>`),
+ * md5 is kept because object stores report it (S3 ETag of single-part uploads, GCS/Azure Content-MD5).
+ *
+ * `HashingTransform` passes bytes through unchanged and hashes them on the way, so a body can be hashed
+ * and written (to a temp file, a store) in one pass without ever being held in memory. `digest()` is valid
+ * once the stream has ended.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+export interface ContentDigest {
+  sha256: string; // hex
+  md5: string; // hex
+  size: number;
+}
+
+export class HashingTransform extends Transform {
+  private readonly sha = createHash('sha256');
+  private readonly md5: Hash | undefined;
+  private size = 0;
+  private result: ContentDigest | undefined;
+
+  constructor(opts: { md5?: boolean } = {}) {
+    super();
+    this.md5 = opts.md5 === false ? undefined : createHash('md5');
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.sha.update(chunk);
+    this.md5?.update(chunk);
+    this.size += chunk.length;
+    cb(null, chunk);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.result = { sha256: this.sha.digest('hex'), md5: this.md5?.digest('hex') ?? '', size: this.size };
+    cb();
+  }
+
+  /** The digest of everything that passed; throws if the stream has not ended yet. */
+  digest(): ContentDigest {
+    if (!this.result) throw new Error('HashingTransform.digest() called before the stream ended');
+    return this.result;
+  }
+}
+
+export function hashBuffer(data: Uint8Array): ContentDigest {
+  return {
+    sha256: createHash('sha256').update(data).digest('hex'),
+    md5: createHash('md5').update(data).digest('hex'),
+    size: data.length,
+  };
+}
+
+/**
+ * Hash `source` while piping it into `sink` (a file write stream, an upload); without a sink the
+ * bytes are only hashed. Resolves after the sink has finished.
+ */
+export async function hashStream(
+  source: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
+  sink?: NodeJS.WritableStream,
+): Promise<ContentDigest> {
+  const hasher = new HashingTransform();
+  if (sink) {
+    await pipeline(source, hasher, sink);
+  } else {
+    await pipeline(source, hasher, async (chunks: AsyncIterable<Buffer>) => {
+      for await (const _ of chunks); // drain: the hasher does the work
+    });
+  }
+  return hasher.digest();
+}
+
+export function hashFile(path: string): Promise<ContentDigest> {
+  return hashStream(createReadStream(path, { highWaterMark: 1 << 20 }));
+}
