@@ -34,6 +34,7 @@ interface MountFlags {
   diskCache?: boolean;
   foreground?: boolean;
   wait?: boolean;
+  statsFile?: string;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -94,6 +95,7 @@ export function registerMountCommands(program: Command, run: Run): void {
     .option('--no-disk-cache', 'never keep blocks on disk')
     .option('--foreground', 'serve in this process until SIGINT/SIGTERM')
     .option('--wait', 'return only once inputs.json is written (every input resolved)')
+    .option('--stats-file <file>', 'keep store and cache counters in this JSON file (rewritten each second while they change, and on SIGUSR1)')
     .action((o: MountFlags) => run(async (ctx) => {
       const specs = await loadSpecs(o);
       const mountpoint = path.resolve(o.inputsDir ?? path.join(o.root, 'inputs'));
@@ -147,6 +149,9 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
   if (process.send) process.disconnect();
   output(ctx, { mountpoint, inputsJson: mount.inputsJsonPath, pid: process.pid }, () => `ready: ${mountpoint}`);
 
+  const stopStats = o.statsFile ? keepStatsFile(path.resolve(o.statsFile), () => ({
+    store: catalog.store.stats, cache: mount.cache.stats, cacheMemoryBytes: mount.cache.memoryBytes,
+  })) : undefined;
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -158,7 +163,30 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
+  await stopStats?.();
   await fs.rm(file, { force: true });
+}
+
+/** Rewrite `file` with `snapshot()` every second while it changes; the returned function writes it a last time. */
+function keepStatsFile(file: string, snapshot: () => unknown): () => Promise<void> {
+  let last = '';
+  const write = async () => {
+    const text = JSON.stringify(snapshot());
+    if (text === last) return;
+    last = text;
+    const tmp = `${file}.${process.pid}.tmp`;
+    await fs.writeFile(tmp, text);
+    await fs.rename(tmp, file);
+  };
+  const timer = setInterval(() => { write().catch(() => undefined); }, 1000);
+  timer.unref();
+  // SIGUSR1 asks for the current figures now (tests, and `kill -USR1 <pid>` when debugging).
+  process.on('SIGUSR1', () => { last = ''; write().catch(() => undefined); });
+  void write();
+  return async () => {
+    clearInterval(timer);
+    await write();
+  };
 }
 
 /** Start `vhfs mount --foreground` detached and return once it reports ready (or its error). */
