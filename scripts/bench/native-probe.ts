@@ -11,7 +11,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clearStaleMount, isMounted, mountState } from '../../src/fuse/mountpoint.js';
@@ -29,19 +29,30 @@ const STATS = join(WORK, 'stats.json');
 const out: string[] = [];
 const log = (s = '') => { out.push(s); process.stdout.write(s + '\n'); };
 
-interface Probe { child: ChildProcess; cmd: string; stderr: string[] }
+interface Probe { child: ChildProcess; cmd: string }
+
+/**
+ * The probe's stderr goes to a file opened O_APPEND, not a pipe: workloads here block this process in
+ * synchronous syscalls on the mount, so a pipe would not be drained, libfuse's --debug trace (written by
+ * the FUSE thread) would fill it and the whole thing would deadlock.
+ */
+const STDERR = join(WORK, 'probe-stderr.log');
+const probeStderr = () => readFileSync(STDERR, 'utf8');
+const resetStderr = () => truncateSync(STDERR, 0);
 
 async function startProbe(extra: string[]): Promise<Probe> {
   const args = [PROBE, MNT, '--files', String(FILES), '--dirs', String(DIRS), '--stats', STATS, ...extra];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const stderr: string[] = [];
-  child.stderr!.on('data', (d: Buffer) => { stderr.push(d.toString()); });
+  const errFd = openSync(STDERR, 'w');
+  closeSync(errFd);
+  const appendFd = openSync(STDERR, 'a');
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', appendFd] });
+  closeSync(appendFd);
   await new Promise<void>((res, rej) => {
     const t = setTimeout(() => rej(new Error('probe not ready')), 15000);
     child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) { clearTimeout(t); res(); } });
-    child.on('exit', (c) => { clearTimeout(t); rej(new Error(`probe exited ${c}: ${stderr.join('')}`)); });
+    child.on('exit', (c) => { clearTimeout(t); rej(new Error(`probe exited ${c}: ${probeStderr().slice(-2000)}`)); });
   });
-  return { child, cmd: `node dist/scripts/bench/fuse-probe.js MNT --files ${FILES} --dirs ${DIRS} ${extra.join(' ')}`.trim(), stderr };
+  return { child, cmd: `node dist/scripts/bench/fuse-probe.js MNT --files ${FILES} --dirs ${DIRS} ${extra.join(' ')}`.trim() };
 }
 
 async function stopProbe(p: Probe): Promise<void> {
@@ -191,9 +202,12 @@ async function timeoutScenario(): Promise<void> {
   for (const opts of QUICK ? [['--op-timeout', '2000']] : [['--op-timeout', '2000'], []]) {
     const p = await startProbe(['--hang', 'hang', ...opts]);
     const t0 = Date.now();
+    await counters(p);
     const r = spawnSync('cat', [join(MNT, 'hang')], { encoding: 'utf8' });
     const ms = Date.now() - t0;
-    log(`| \`--hang hang ${opts.join(' ')}\` | \`cat\`: ${r.stderr.trim().replace(MNT, 'MNT')} (exit ${r.status}) | ${(ms / 1000).toFixed(1)} s |`);
+    const reads = (await counters(p)).readLens;
+    const seen = Object.entries(reads).map(([l, c]) => `${c} read(len ${l})`).join(', ');
+    log(`| \`--hang hang ${opts.join(' ')}\` | \`cat\`: ${r.stderr.trim().replace(MNT, 'MNT')} (exit ${r.status}); daemon saw ${seen} | ${(ms / 1000).toFixed(1)} s |`);
     await stopProbe(p);
   }
   log();
@@ -216,9 +230,9 @@ async function sigkillScenario(): Promise<void> {
 }
 
 /** Count FUSE opcodes the kernel sent, from libfuse's debug trace ("unique: N, opcode: FLUSH (25)"). */
-function opcodes(stderr: string[]): Record<string, number> {
+function opcodes(): Record<string, number> {
   const c: Record<string, number> = {};
-  for (const m of stderr.join('').matchAll(/opcode: ([A-Z_]+)/g)) c[m[1]] = (c[m[1]] ?? 0) + 1;
+  for (const m of probeStderr().matchAll(/opcode: ([A-Z_]+)/g)) c[m[1]] = (c[m[1]] ?? 0) + 1;
   return c;
 }
 
@@ -227,23 +241,31 @@ async function stubScenarios(): Promise<void> {
   log('| probe options | round | FLUSH | OPENDIR | RELEASEDIR | ACCESS | GETXATTR | JS handler calls |');
   log('|---|---|---|---|---|---|---|---|');
   const list = files().slice(0, 50);
-  for (const opts of [[], ['--stub', 'flush,opendir,releasedir,access']]) {
+  for (const opts of [[], ['--stub', 'flush,releasedir,access'], ['--stub', 'opendir']]) {
     const p = await startProbe(['--debug', '--entry-timeout', '86400', '--attr-timeout', '86400', ...opts]);
     await counters(p);
     for (const round of [1, 2]) {
-      p.stderr.length = 0;
+      try {
+      resetStderr();
       for (const f of list) { readFileSync(f); spawnSync('test', ['-r', f]); }
       for (let d = 0; d < 5; d++) readdirSync(join(MNT, `d00${d}`));
-      spawnSync('getfattr', ['-n', 'user.x', list[0]]);
+      spawnSync('python3', ['-c', 'import os,sys\ntry: os.getxattr(sys.argv[1], "user.x")\nexcept OSError: pass', list[0]]);
       await sleep(200);
-      const k = opcodes(p.stderr);
+      const k = opcodes();
       const js = (await counters(p)).counts;
       const jsc = ['flush', 'opendir', 'releasedir', 'access'].map((o) => `${o} ${js[o] ?? 0}`).join(', ');
       log(`| \`${opts.join(' ') || '(none)'}\` | ${round} | ${k.FLUSH ?? 0} | ${k.OPENDIR ?? 0} | ${k.RELEASEDIR ?? 0} | ${k.ACCESS ?? 0} | ${k.GETXATTR ?? 0} | ${jsc} |`);
+      } catch (err) {
+        await sleep(200);
+        const how = p.child.signalCode ?? p.child.exitCode ?? 'still running';
+        const last = probeStderr().trim().split('\n').slice(-3).join(' / ');
+        log(`| \`${opts.join(' ')}\` | ${round} | **daemon died (${how})**: reader got ${(err as NodeJS.ErrnoException).code}; last trace lines: ${last} |||||| `);
+        break;
+      }
     }
     await stopProbe(p);
   }
-  log('(per round: read 50 files, `test -r` each (access(2)), readdir 5 dirs, one `getfattr -n user.x`; `--debug` makes libfuse print every request)');
+  log('(per round: read 50 files, `test -r` each (access(2)), readdir 5 dirs, one `getxattr(user.x)` from python3; `--debug` makes libfuse print every request)');
   log();
 }
 
@@ -263,7 +285,7 @@ async function xattrScenarios(): Promise<void> {
     spawnSync('ls', ['-l', dir], { stdio: 'ignore' });
     spawnSync('ls', ['-l', dir], { stdio: 'ignore' });
     await sleep(300);
-    const k = opcodes(d.stderr);
+    const k = opcodes();
     await stopProbe(d);
     log(`| \`${opts.join(' ') || '(none)'}\` | ${(t1 * 1000).toFixed(0)} ms | ${(t2 * 1000).toFixed(0)} ms | ${k.GETXATTR ?? 0} / ${k.LISTXATTR ?? 0} | ${js.getxattr ?? 0} |`);
   }

@@ -73,6 +73,8 @@ export async function listDirectory(dir: string): Promise<SourceFile[]> {
 export async function createVersion(catalog: Catalog, opts: CreateVersionOptions): Promise<VersionRecord> {
   const kind = opts.kind ?? 'dataset';
   const uri = `${kind}://${opts.collection}/${opts.version}`;
+  // One creation time for the whole version: it is every file's mtime in packages and in the mount.
+  const ctime = new Date();
   const log = opts.log ?? (() => {});
 
   // Refuse early (before uploading anything) if the version exists: versions are immutable.
@@ -108,7 +110,7 @@ export async function createVersion(catalog: Catalog, opts: CreateVersionOptions
     const local = new Map(opts.files.map((f) => [f.path, f.file]));
     packages = await buildPackages(catalog, {
       kind, collection: opts.collection, version: opts.version, files, local,
-      maxPartSize: maxPartSize ?? DEFAULT_MAX_PACKAGE_SIZE, producer: opts.producer,
+      maxPartSize: maxPartSize ?? DEFAULT_MAX_PACKAGE_SIZE, producer: opts.producer, mtime: ctime,
       tmpDir: opts.tmpDir ?? os.tmpdir(), quiet: opts.quiet ?? false, log,
     });
   }
@@ -116,7 +118,7 @@ export async function createVersion(catalog: Catalog, opts: CreateVersionOptions
   const record = await catalog.createVersion({
     kind, collection: opts.collection, version: opts.version, files, packages,
     ...(opts.from ? { from: `${kind}://${opts.from.collection}/${opts.from.version}` } : {}),
-    properties: opts.properties ?? {}, producer: opts.producer,
+    properties: opts.properties ?? {}, producer: opts.producer, ctime: ctime.toISOString(),
   });
   for (const alias of opts.aliases ?? []) {
     await catalog.setAlias(kind, opts.collection, alias, opts.version);
@@ -134,6 +136,7 @@ interface PackageJob {
   local: Map<string, string>;
   maxPartSize: number;
   producer: Producer;
+  mtime: Date;
   tmpDir: string;
   quiet: boolean;
   log: (line: string) => void;
@@ -151,6 +154,7 @@ async function buildPackages(catalog: Catalog, job: PackageJob): Promise<Package
     const entries = job.files.map((f): PackageEntry => ({
       path: f.path,
       size: f.size,
+      mtime: job.mtime,
       open: () => {
         const localFile = job.local.get(f.path);
         return localFile ? createReadStream(localFile) : catalog.store.getStream(keys.blob(f.sha256));

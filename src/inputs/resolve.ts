@@ -62,7 +62,7 @@ export interface ResolverOptions {
 }
 
 type Pinned =
-  | { kind: 'version'; uri: string; collectionKind: CollectionKind; collection: string; version: string; packages: PackageRef[]; fileCount: number }
+  | { kind: 'version'; uri: string; collectionKind: CollectionKind; collection: string; version: string; packages: PackageRef[]; fileCount: number; ctimeMs: number }
   | { kind: 'datum'; uri: string; datum: DatumRecord }
   | { kind: 'local'; uri: string; parsed: LocalUri };
 
@@ -96,7 +96,7 @@ export class InputResolver {
         const summary = await this.opts.catalog.getVersionSummary(uri.kind, uri.name, uri.selector);
         return {
           kind: 'version', uri: shown, collectionKind: uri.kind, collection: uri.name,
-          version: summary.version, packages: summary.packages, fileCount: summary.fileCount,
+          version: summary.version, packages: summary.packages, fileCount: summary.fileCount, ctimeMs: Date.parse(summary.ctime),
         };
       }
       case 'datum':
@@ -180,9 +180,8 @@ export class InputResolver {
       }
       return;
     }
-    const ctimeMs = Date.now();
     for (const f of await catalog.versionFiles(p.collectionKind, p.collection, p.version)) {
-      builder.add({ path: f.path, size: f.size, source: sourceFor(keys.blob(f.sha256), f.size), offset: 0, mtimeMs: ctimeMs });
+      builder.add({ path: f.path, size: f.size, source: sourceFor(keys.blob(f.sha256), f.size), offset: 0, mtimeMs: p.ctimeMs });
     }
   }
 

@@ -264,6 +264,7 @@ interface Parsed {
 /** What the extra fields of one record contributed. */
 interface Extras {
   size: number;
+  compressed: number;
   lho: number;
   dataOffset: number;
   mtimeMs: number;
@@ -287,7 +288,7 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
   const lhos = new Float64Array(cap);
   const foreign: ForeignMember[] = [];
   const { paths, dataOffsets, sizes, crc32s, mtimesMs } = listing;
-  const ex: Extras = { size: 0, lho: 0, dataOffset: -1, mtimeMs: NaN, unicodeName: undefined };
+  const ex: Extras = { size: 0, compressed: 0, lho: 0, dataOffset: -1, mtimeMs: NaN, unicodeName: undefined };
   const order = new OrderTracker();
   let k = 0;
   let p = 0;
@@ -309,9 +310,11 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
       continue;
     }
     const utf8 = (flags & FLAG_UTF8) !== 0;
-    let path = decode(cd, nameStart, nameEnd, utf8);
-    if (utf8 && path.includes('\ufffd') && !cd.subarray(nameStart, nameEnd).equals(Buffer.from(path))) {
-      throw io.badEntry(path, 'name is flagged UTF-8 but is not valid UTF-8');
+    const ascii = !utf8 && isAscii(cd, nameStart, nameEnd);
+    let path = decodeName(cd, nameStart, nameEnd, utf8 || !ascii);
+    if (path === undefined) {
+      if (utf8) throw io.badEntry(decode(cd, nameStart, nameEnd, false), 'name is flagged UTF-8 but is not valid UTF-8');
+      path = decode(cd, nameStart, nameEnd, false);
     }
     ex.size = u32(cd, p + 24);
     ex.lho = u32(cd, p + 42);
@@ -332,7 +335,7 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
     if (problem !== undefined) throw io.unsafe(path, problem);
     checkMember(io, cd, p, path, flags, ex, nameEnd - nameStart, loc.cdOffset);
     if (order.sorted) {
-      const bijective = ex.unicodeName === undefined && (utf8 || isAscii(cd, nameStart, nameEnd));
+      const bijective = ex.unicodeName === undefined && (utf8 || ascii);
       const conflict = order.add(cd, nameStart, nameEnd, bijective);
       if (conflict !== undefined) throw io.unsafe(decode(cd, conflict[0], conflict[1], utf8), `is both a file and a directory (${quoteName(path)})`);
     }
@@ -369,6 +372,17 @@ interface NativeSlices {
 }
 const native = Buffer.prototype as unknown as NativeSlices;
 const hasNativeSlices = typeof native.utf8Slice === 'function' && typeof native.latin1Slice === 'function';
+
+/**
+ * A name as UTF-8, or undefined if it is not valid UTF-8. Unflagged non-ASCII names are tried as
+ * UTF-8 too: Info-ZIP on Linux stores UTF-8 names without the flag, and unzip extracts those bytes
+ * as they are; only bytes that are not UTF-8 fall back to Latin-1.
+ */
+function decodeName(b: Buffer, start: number, end: number, utf8: boolean): string | undefined {
+  const s = decode(b, start, end, utf8);
+  if (!utf8 || !s.includes('\ufffd')) return s;
+  return b.subarray(start, end).equals(Buffer.from(s)) ? s : undefined;
+}
 
 function decode(b: Buffer, start: number, end: number, utf8: boolean): string {
   if (!hasNativeSlices) return b.toString(utf8 ? 'utf8' : 'latin1', start, end);
@@ -481,9 +495,7 @@ function parseExtras(
   if (!sawZip64 && (ex.size === MAX_U32 || compressed === MAX_U32 || ex.lho === MAX_U32)) {
     throw io.badEntry(path, 'a size or offset is 0xFFFFFFFF but there is no ZIP64 extra field');
   }
-  if (compressed !== ex.size) {
-    throw io.badEntry(path, `compressed size ${compressed} differs from size ${ex.size} in a stored member`);
-  }
+  ex.compressed = compressed;
 }
 
 /** Info-ZIP's UTF-8 name, used only if its CRC shows it describes the same raw name. */
@@ -511,6 +523,9 @@ function checkMember(
   const method = u16(cd, rec + 10);
   if (method !== METHOD_STORED) {
     throw io.badEntry(path, `is compressed (method ${method}); .vhpkgzip members must be stored`);
+  }
+  if (ex.compressed !== ex.size) {
+    throw io.badEntry(path, `compressed size ${ex.compressed} differs from size ${ex.size} in a stored member`);
   }
   const headerEnd = ex.lho + LOCAL_HEADER_SIZE + nameLength;
   if (headerEnd > cdOffset) {

@@ -46,7 +46,9 @@ test('ZIP64: a 5 GiB member and a member past 4 GiB, in a real sparse file', asy
   await verifyMember(src, listing, 2);
   // The 5 GiB member's CRC is checked by unzip -t and Python below (our verifyMember would add ~12 s).
 
-  t.regex(run('unzip', ['-t', file]), /No errors detected/);
+  // unzip -t over the 5 GiB member passes too but takes ~25 s here (small reads); opt in to it.
+  const members = process.env.VHFS_TEST_FULL_UNZIP === '1' ? [] : ['a.txt', 'z.txt'];
+  t.regex(run('unzip', ['-t', file, ...members]), /No errors detected/);
   t.regex(run('zipinfo', ['-t', file]), new RegExp(`^3 files, ${big + head.length + tail.length} bytes uncompressed`, 'm'));
   t.is(pythonTestzip(file), 3);
   const y = await yauzlList(file);

@@ -1,0 +1,349 @@
+import test, { type ExecutionContext } from 'ava';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VhfsError, isVhfsError, type VhfsErrorCode } from '../../src/util/errors.js';
+import { crc32 } from '../../src/package/crc32.js';
+import { readPackageListing, verifyMember } from '../../src/package/reader.js';
+import { bufferSource } from '../../src/package/source.js';
+import type { PackageEntry } from '../../src/package/writer.js';
+import {
+  buildRawZip,
+  counting,
+  endRecords,
+  memEntry,
+  randomBytes,
+  rng,
+  run,
+  tempDir,
+  writeToBuffer,
+  type RawEntry,
+} from './helpers.js';
+
+const PKG = 'ds.v1.vhpkgzip';
+
+async function sample(n = 20): Promise<Buffer> {
+  const rand = rng(7);
+  const entries: PackageEntry[] = [];
+  for (let i = 0; i < n; i++) {
+    entries.push(memEntry(`dir${i % 3}/file${String(i).padStart(3, '0')}.bin`, randomBytes(rand, (rand() * 9000) | 0)));
+  }
+  entries.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  return (await writeToBuffer(entries)).buffers[0];
+}
+
+/** Listing must fail with a one-line VhfsError of `code` whose message starts with the package name. */
+async function rejects(t: ExecutionContext, zip: Buffer, code: VhfsErrorCode, re: RegExp): Promise<VhfsError> {
+  const err = await t.throwsAsync(readPackageListing(bufferSource(zip), PKG));
+  t.true(err instanceof VhfsError, `not a VhfsError: ${String(err)}`);
+  const e = err as VhfsError;
+  t.is(e.code, code, e.message);
+  t.regex(e.message, re);
+  t.true(e.message.startsWith(`${PKG}: `), e.message);
+  t.false(e.message.includes('\n'));
+  return e;
+}
+
+/** Offsets of each central record in a zip without a comment. */
+function centralRecords(zip: Buffer): number[] {
+  const end = endRecords(zip);
+  let cdOffset = end.cdOffset;
+  if (end.zip64) cdOffset = Number(zip.readBigUInt64LE(Number(zip.readBigUInt64LE(end.eocd - 20 + 8)) + 48));
+  const out: number[] = [];
+  for (let p = cdOffset; zip.readUInt32LE(p) === 0x02014b50; ) {
+    out.push(p);
+    p += 46 + zip.readUInt16LE(p + 28) + zip.readUInt16LE(p + 30) + zip.readUInt16LE(p + 32);
+  }
+  return out;
+}
+
+/** Offset of extra field `id` in central record at `rec`. */
+function centralExtra(zip: Buffer, rec: number, id: number): number {
+  const n = zip.readUInt16LE(rec + 28);
+  const e = zip.readUInt16LE(rec + 30);
+  for (let q = rec + 46 + n; q < rec + 46 + n + e; q += 4 + zip.readUInt16LE(q + 2)) {
+    if (zip.readUInt16LE(q) === id) return q;
+  }
+  throw new Error(`no extra 0x${id.toString(16)}`);
+}
+
+/** Replace the classic EOCD with ZIP64 end record + locator + saturated EOCD; returns their offsets. */
+function toZip64End(zip: Buffer): { zip: Buffer; z64: number; locator: number; eocd: number } {
+  const { eocd, cdOffset, cdSize } = endRecords(zip);
+  const count = zip.readUInt16LE(eocd + 10);
+  const tail = Buffer.alloc(56 + 20 + 22);
+  tail.writeUInt32LE(0x06064b50, 0);
+  tail.writeBigUInt64LE(44n, 4);
+  tail.writeUInt16LE(45, 12);
+  tail.writeUInt16LE(45, 14);
+  tail.writeBigUInt64LE(BigInt(count), 24);
+  tail.writeBigUInt64LE(BigInt(count), 32);
+  tail.writeBigUInt64LE(BigInt(cdSize), 40);
+  tail.writeBigUInt64LE(BigInt(cdOffset), 48);
+  tail.writeUInt32LE(0x07064b50, 56);
+  tail.writeBigUInt64LE(BigInt(eocd), 64);
+  tail.writeUInt32LE(1, 72);
+  tail.writeUInt32LE(0x06054b50, 76);
+  tail.writeUInt16LE(0xffff, 84);
+  tail.writeUInt16LE(0xffff, 86);
+  tail.writeUInt32LE(0xffffffff, 88);
+  tail.writeUInt32LE(0xffffffff, 92);
+  return { zip: Buffer.concat([zip.subarray(0, eocd), tail]), z64: eocd, locator: eocd + 56, eocd: eocd + 76 };
+}
+
+test('a ZIP64 end record written by hand is read like the classic one', async (t) => {
+  const zip = await sample();
+  const plain = await readPackageListing(bufferSource(zip), PKG);
+  const z = toZip64End(zip);
+  const listing = await readPackageListing(bufferSource(z.zip), PKG);
+  t.deepEqual(listing.paths, plain.paths);
+  t.deepEqual([...listing.dataOffsets], [...plain.dataOffsets]);
+});
+
+test('truncated packages are BAD_PACKAGE, wherever they are cut', async (t) => {
+  const zip = await sample();
+  const { cdOffset } = endRecords(zip);
+  for (const cut of [0, 10, 21, 22, 4096, zip.length >> 1, cdOffset, cdOffset + 10, zip.length - 23, zip.length - 22, zip.length - 1]) {
+    await rejects(t, zip.subarray(0, cut), 'BAD_PACKAGE', /too small|no end-of-central-directory|runs past/);
+  }
+  // front cut: every offset is now wrong
+  for (const cut of [1, 30, 4096]) {
+    await rejects(t, zip.subarray(cut), 'BAD_PACKAGE', /runs past|bad signature|local header|data/);
+  }
+});
+
+test('corrupt central directory and end records are BAD_PACKAGE with a precise message', async (t) => {
+  const zip = await sample();
+  const recs = centralRecords(zip);
+  const { eocd, cdSize } = endRecords(zip);
+  const patch = (f: (b: Buffer) => void): Buffer => {
+    const b = Buffer.from(zip);
+    f(b);
+    return b;
+  };
+  await rejects(t, patch((b) => (b[recs[3]] ^= 0xff)), 'BAD_PACKAGE', /central directory record #3 at offset \d+ has a bad signature/);
+  await rejects(t, patch((b) => b.writeUInt16LE(0xffff, recs.at(-1)! + 28)), 'BAD_PACKAGE', /record #19: name, extra and comment run past/);
+  await rejects(t, patch((b) => b.writeUInt16LE(0xfff, recs[0] + 30)), 'BAD_PACKAGE', /record #0|bad signature/);
+  await rejects(t, patch((b) => b.writeUInt16LE(21, eocd + 8) + b.writeUInt16LE(21, eocd + 10)), 'BAD_PACKAGE', /record #20 is truncated/);
+  await rejects(t, patch((b) => b.writeUInt16LE(19, eocd + 8) + b.writeUInt16LE(19, eocd + 10)), 'BAD_PACKAGE', /bytes left over after its 19 records/);
+  await rejects(t, patch((b) => b.writeUInt16LE(3000, eocd + 8) + b.writeUInt16LE(3000, eocd + 10)), 'BAD_PACKAGE', /cannot hold the 3000 entries/);
+  await rejects(t, patch((b) => b.writeUInt32LE(zip.length + 100, eocd + 16)), 'BAD_PACKAGE', /central directory \[\d+, \+\d+\) runs past the end records/);
+  await rejects(t, patch((b) => b.writeUInt32LE(cdSize + 1, eocd + 12)), 'BAD_PACKAGE', /runs past the end records/);
+  await rejects(t, patch((b) => b.writeUInt16LE(1, eocd + 4)), 'BAD_PACKAGE', /multi-disk/);
+  // extra field length that overruns its record's extra area
+  const vh = centralExtra(zip, recs[2], 0x5648);
+  await rejects(t, patch((b) => b.writeUInt16LE(200, vh + 2)), 'BAD_PACKAGE', /entry "dir\d\/file\d+\.bin": extra field 0x5648 runs past/);
+  // data offset pointing into the central directory / before its header
+  await rejects(t, patch((b) => b.writeUInt32LE(zip.length - 100, vh + 4)), 'BAD_PACKAGE', /entry ".*": data \[\d+, \+\d+\) runs past the data area/);
+  await rejects(t, patch((b) => b.writeUInt32LE(1, vh + 4)), 'BAD_PACKAGE', /is before the end of its local header/);
+  // two records sharing one local header
+  await rejects(t, patch((b) => b.writeUInt32LE(zip.readUInt32LE(recs[4] + 42), recs[5] + 42)), 'BAD_PACKAGE', /overlaps the data of entry/);
+  // size 0xFFFFFFFF without a ZIP64 extra
+  await rejects(t, patch((b) => b.writeUInt32LE(0xffffffff, recs[1] + 24)), 'BAD_PACKAGE', /0xFFFFFFFF but there is no ZIP64 extra/);
+  await rejects(t, patch((b) => b.writeUInt32LE(7, recs[1] + 20)), 'BAD_PACKAGE', /compressed size 7 differs from size/);
+  await rejects(t, patch((b) => b.writeUInt32LE(0x7fffffff, recs[1] + 42)), 'BAD_PACKAGE', /local header offset 2147483647 lies outside the data area/);
+});
+
+test('absurd ZIP64 values are BAD_PACKAGE, never a RangeError', async (t) => {
+  const base = toZip64End(await sample());
+  const patch = (f: (b: Buffer) => void): Buffer => {
+    const b = Buffer.from(base.zip);
+    f(b);
+    return b;
+  };
+  const { z64, locator } = base;
+  await rejects(t, patch((b) => b.writeBigUInt64LE(1n << 62n, locator + 8)), 'BAD_PACKAGE', /ZIP64 end record offset >= 2\^53 lies outside/);
+  await rejects(t, patch((b) => b.writeBigUInt64LE(1n << 40n, locator + 8)), 'BAD_PACKAGE', /ZIP64 end record offset 1099511627776 lies outside/);
+  await rejects(t, patch((b) => b.writeBigUInt64LE(100n, locator + 8)), 'BAD_PACKAGE', /no ZIP64 end record at offset 100/);
+  await rejects(t, patch((b) => b.writeBigUInt64LE(1n << 60n, z64 + 48)), 'BAD_PACKAGE', /beyond 2\^53/);
+  await rejects(t, patch((b) => b.writeBigUInt64LE(1n << 50n, z64 + 48)), 'BAD_PACKAGE', /runs past the end records/);
+  await rejects(t, patch((b) => b.writeBigUInt64LE(1n << 40n, z64 + 40)), 'BAD_PACKAGE', /runs past the end records/);
+  await rejects(t, patch((b) => b.writeBigUInt64LE(1n << 40n, z64 + 32) + b.writeBigUInt64LE(1n << 40n, z64 + 24)), 'BAD_PACKAGE', /cannot hold the 1099511627776 entries/);
+  await rejects(t, patch((b) => b.writeBigUInt64LE(1n << 63n, z64 + 4)), 'BAD_PACKAGE', /impossible size/);
+  // a member's ZIP64 extra with an absurd local header offset
+  const raw = buildRawZip([{ name: 'a', data: Buffer.from('x') }]);
+  const rec = centralRecords(raw)[0];
+  const extra = Buffer.alloc(12);
+  extra.writeUInt16LE(1, 0);
+  extra.writeUInt16LE(8, 2);
+  extra.writeBigUInt64LE(1n << 61n, 4);
+  const withExtra = buildRawZip([{ name: 'a', data: Buffer.from('x'), centralExtra: extra }]);
+  withExtra.writeUInt32LE(0xffffffff, rec + 42);
+  await rejects(t, withExtra, 'BAD_PACKAGE', /entry "a": ZIP64 local header offset is beyond 2\^53/);
+  extra.writeBigUInt64LE(1n << 40n, 4);
+  const farAway = buildRawZip([{ name: 'a', data: Buffer.from('x'), centralExtra: extra }]);
+  farAway.writeUInt32LE(0xffffffff, rec + 42);
+  await rejects(t, farAway, 'BAD_PACKAGE', /entry "a": local header offset 1099511627776 lies outside/);
+  const empty64 = Buffer.from([1, 0, 0, 0]); // a ZIP64 extra with no values
+  const short = buildRawZip([{ name: 'a', data: Buffer.from('x'), centralExtra: empty64 }]);
+  short.writeUInt32LE(0xffffffff, rec + 42);
+  await rejects(t, short, 'BAD_PACKAGE', /entry "a": ZIP64 extra field lacks the local header offset/);
+});
+
+test('random corruption never escapes as anything but a VhfsError', async (t) => {
+  const zip = await sample(12);
+  const z64 = toZip64End(zip).zip;
+  const rand = rng(99);
+  let rejected = 0;
+  for (const base of [zip, z64]) {
+    const { cdOffset } = endRecords(zip);
+    for (let i = 0; i < 1500; i++) {
+      const b = Buffer.from(base);
+      const flips = 1 + ((rand() * 3) | 0);
+      for (let f = 0; f < flips; f++) {
+        // mostly the central directory and end records, sometimes anywhere
+        const at = rand() < 0.85 ? cdOffset + ((rand() * (b.length - cdOffset)) | 0) : (rand() * b.length) | 0;
+        b[at] = rand() < 0.5 ? b[at] ^ (1 << ((rand() * 8) | 0)) : (rand() * 256) | 0;
+      }
+      const cut = rand() < 0.1 ? b.subarray(0, (rand() * b.length) | 0) : b;
+      try {
+        const listing = await readPackageListing(bufferSource(cut), PKG);
+        for (let k = 0; k < listing.count; k++) {
+          t.true(listing.dataOffsets[k] + listing.sizes[k] <= cut.length);
+        }
+      } catch (err) {
+        if (!(err instanceof VhfsError)) t.fail(`escaped: ${String(err)}`);
+        else rejected++;
+      }
+    }
+  }
+  t.true(rejected > 1000, `${rejected} rejected`);
+});
+
+const UNSAFE: Array<[string | Buffer, RegExp]> = [
+  ['/etc/passwd', /entry "\/etc\/passwd": absolute path/],
+  ['C:x', /entry "C:x": absolute path \(drive letter\)/],
+  ['../x', /entry "\.\.\/x": "\.\." path segment/],
+  ['a/../../b', /"\.\." path segment/],
+  ['a/./b', /"\." path segment/],
+  ['.', /entry "\.": "\." path segment/],
+  ['a//b', /empty path segment/],
+  ['', /entry "": empty name/],
+  ['a\\b', /entry "a\\\\b": backslash in name/],
+  ['a\0b', /entry "a\\u0000b": NUL byte in name/],
+];
+
+test('unsafe names are UNSAFE_PATH naming the entry', async (t) => {
+  for (const [name, re] of UNSAFE) {
+    const zip = buildRawZip([{ name: 'ok', data: Buffer.from('1') }, { name, data: Buffer.from('2') }]);
+    await rejects(t, zip, 'UNSAFE_PATH', re);
+  }
+});
+
+test('duplicates (also after decoding) and file/directory clashes are UNSAFE_PATH', async (t) => {
+  const d = (name: string | Buffer, flags?: number): RawEntry => ({ name, data: Buffer.from('x'), flags });
+  await rejects(t, buildRawZip([d('a'), d('b'), d('a')]), 'UNSAFE_PATH', /entry "a": duplicate name/);
+  await rejects(t, buildRawZip([d('a'), d('a')]), 'UNSAFE_PATH', /entry "a": duplicate name/);
+  // é as latin-1 without the UTF-8 flag, then as UTF-8: the same name once decoded
+  await rejects(t, buildRawZip([d(Buffer.from([0xe9]), 0), d('é')]), 'UNSAFE_PATH', /entry "é": duplicate name/);
+  await rejects(t, buildRawZip([d('a'), d('a-b'), d('a/c')]), 'UNSAFE_PATH', /entry "a": is both a file and a directory \("a\/c"\)/);
+  await rejects(t, buildRawZip([d('x/y/z'), d('x/y')]), 'UNSAFE_PATH', /entry "x\/y": is both a file and a directory/);
+});
+
+test('compressed, encrypted and mis-encoded members are BAD_PACKAGE naming the entry', async (t) => {
+  await rejects(
+    t,
+    buildRawZip([{ name: 'img/0001.jpg', data: Buffer.from('x'), method: 8 }]),
+    'BAD_PACKAGE',
+    /^ds\.v1\.vhpkgzip: entry "img\/0001\.jpg": is compressed \(method 8\); \.vhpkgzip members must be stored$/,
+  );
+  await rejects(t, buildRawZip([{ name: 'a', data: Buffer.from('x'), flags: 0x0801 }]), 'BAD_PACKAGE', /entry "a": is encrypted/);
+  await rejects(t, buildRawZip([{ name: Buffer.from([0x61, 0xff, 0x62]), flags: 0x0800 }]), 'BAD_PACKAGE', /not valid UTF-8/);
+});
+
+test('a Python-made deflated zip is rejected as compressed', async (t) => {
+  const tmp = tempDir();
+  t.teardown(tmp.cleanup);
+  const file = join(tmp.dir, 'deflated.zip');
+  run('python3', ['-c', `import zipfile; z = zipfile.ZipFile(${JSON.stringify(file)}, 'w', zipfile.ZIP_DEFLATED); z.writestr('a.txt', 'hello' * 100); z.close()`]);
+  await rejects(t, readFileSync(file), 'BAD_PACKAGE', /entry "a\.txt": is compressed \(method 8\)/);
+});
+
+test('foreign stored zips (Info-ZIP, Python) are read via batched local-header reads; directories skipped', async (t) => {
+  const tmp = tempDir();
+  t.teardown(tmp.cleanup);
+  const rand = rng(5);
+  const src = join(tmp.dir, 'src');
+  const expected = new Map<string, Buffer>();
+  for (let i = 0; i < 200; i++) {
+    const rel = `d${i % 5}/sub${i % 2}/f${i}${i % 7 === 0 ? '-ü' : ''}.bin`;
+    const data = randomBytes(rand, i % 10 === 0 ? 200_000 : (rand() * 3000) | 0);
+    mkdirSync(join(src, rel, '..'), { recursive: true });
+    writeFileSync(join(src, rel), data);
+    expected.set(rel, data);
+  }
+  const infozip = join(tmp.dir, 'infozip.zip');
+  run('bash', ['-c', `cd ${JSON.stringify(src)} && zip -q -0 -r ${JSON.stringify(infozip)} .`]);
+  const python = join(tmp.dir, 'python.zip');
+  run('python3', [
+    '-c',
+    `import os, sys, zipfile
+z = zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_STORED)
+for root, dirs, files in os.walk(sys.argv[1]):
+    dirs.sort()
+    for f in sorted(files):
+        p = os.path.join(root, f)
+        z.write(p, os.path.relpath(p, sys.argv[1]))
+z.close()`,
+    src,
+    python,
+  ]);
+  for (const file of [infozip, python]) {
+    const zip = readFileSync(file);
+    const source = counting(bufferSource(zip));
+    const listing = await readPackageListing(source, file);
+    t.is(listing.count, expected.size, file);
+    // Headers of small members are coalesced; each member over the 64 KiB gap limit costs a read.
+    const big = [...expected.values()].filter((d) => d.length > 64 << 10).length;
+    t.true(listing.reads <= 2 + big + 2, `${file}: ${listing.reads} reads`);
+    for (let i = 0; i < listing.count; i++) {
+      const want = expected.get(listing.paths[i]);
+      t.truthy(want, listing.paths[i]);
+      const off = listing.dataOffsets[i];
+      t.true(zip.subarray(off, off + listing.sizes[i]).equals(want!), listing.paths[i]);
+      t.is(listing.crc32s[i], crc32(want!));
+      await verifyMember(source, listing, i);
+    }
+  }
+  // a local header whose name differs from its central record
+  const raw = buildRawZip([{ name: 'abc', data: Buffer.from('x') }]);
+  raw[30] = 0x78;
+  await rejects(t, raw, 'BAD_PACKAGE', /entry "abc": local header name differs/);
+});
+
+test('verifyMember reports a CRC mismatch as INTEGRITY', async (t) => {
+  const zip = await sample(3);
+  const listing = await readPackageListing(bufferSource(zip), PKG);
+  const i = listing.sizes.findIndex((s) => s > 0);
+  zip[listing.dataOffsets[i]] ^= 1;
+  const err = await t.throwsAsync(verifyMember(bufferSource(zip), listing, i));
+  t.true(isVhfsError(err, 'INTEGRITY'));
+  t.regex(err!.message, /^ds\.v1\.vhpkgzip: entry "dir\d\/file\d+\.bin": CRC-32 [0-9a-f]{8}, central directory says [0-9a-f]{8}$/);
+});
+
+test('a 10,000-entry package is listed in at most 2 reads', async (t) => {
+  const entries: PackageEntry[] = [];
+  for (let i = 0; i < 10_000; i++) entries.push(memEntry(`shard${String(i % 16).padStart(2, '0')}/${String(i).padStart(5, '0')}.txt`, Buffer.from(`#${i}`)));
+  entries.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  const zip = (await writeToBuffer(entries)).buffers[0];
+  const source = counting(bufferSource(zip));
+  const listing = await readPackageListing(source, PKG);
+  t.is(listing.count, 10_000);
+  t.is(source.reads, 2);
+  t.is(listing.reads, 2);
+  t.is(listing.bytesRead, 65_634 + endRecords(zip).cdSize);
+  const i = listing.paths.indexOf('shard03/00003.txt');
+  const off = listing.dataOffsets[i];
+  t.is(zip.toString('utf8', off, off + listing.sizes[i]), '#3');
+});
+
+test('comments: the EOCD is found behind a comment, and a comment containing a fake EOCD does not fool it', async (t) => {
+  const entries = [{ name: 'a', data: Buffer.from('x') }];
+  const plain = await readPackageListing(bufferSource(buildRawZip(entries, Buffer.from('hello'))), PKG);
+  t.deepEqual(plain.paths, ['a']);
+  const fake = Buffer.alloc(22);
+  fake.writeUInt32LE(0x06054b50, 0);
+  const tricky = await readPackageListing(bufferSource(buildRawZip(entries, Buffer.concat([fake, Buffer.from('tail')]))), PKG);
+  t.deepEqual(tricky.paths, ['a']);
+  const long = await readPackageListing(bufferSource(buildRawZip(entries, Buffer.alloc(0xffff, 0x20))), PKG);
+  t.deepEqual(long.paths, ['a']);
+});
