@@ -24,6 +24,7 @@ import type { Readable } from 'node:stream';
 import { isVhfsError, VhfsError } from '../util/errors.js';
 import { hashBuffer, hashFile, hashStream, HashingTransform, type ContentDigest } from '../util/hash.js';
 import { isUuid, uuidv7 } from '../util/ids.js';
+import { mapLimit } from '../util/concurrency.js';
 import type { ObjectStore } from '../store/types.js';
 import { CatalogDb, type DatumQuery, type VersionSummary } from './db.js';
 import {
@@ -568,17 +569,4 @@ function isPathBody(body: DatumBody): body is { path: string } {
 const collator = new Intl.Collator('en', { numeric: true });
 function naturalCompare(a: string, b: string): number {
   return collator.compare(a, b) || (a < b ? -1 : a > b ? 1 : 0);
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

@@ -22,6 +22,7 @@ import { compareNames, unsafePathReason } from '../index/tree-index.js';
 import { VhfsError } from '../util/errors.js';
 import { keys } from './store-records.js';
 import { Progress } from '../util/progress.js';
+import { mapLimit } from '../util/concurrency.js';
 
 export interface SourceFile {
   /** Path inside the version. */
@@ -195,18 +196,4 @@ function formatSize(n: number): string {
   let u = 0;
   while (n >= 1000 && u < units.length - 1) { n /= 1000; u++; }
   return `${u === 0 ? n : n.toFixed(1)} ${units[u]}`;
-}
-
-/** Run `fn` over `items` with at most `limit` in flight; results in input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }

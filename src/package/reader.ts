@@ -95,6 +95,9 @@ export async function readPackageListing(source: RandomAccessSource, name: strin
 
 /** Read member `index`'s data and check it against the CRC-32 in the listing (INTEGRITY if not). */
 export async function verifyMember(source: RandomAccessSource, listing: PackageListing, index: number): Promise<void> {
+  if (!Number.isInteger(index) || index < 0 || index >= listing.count) {
+    throw new VhfsError('BAD_ARGUMENT', `${listing.name}: no member #${index} (the package has ${listing.count})`);
+  }
   const offset = listing.dataOffsets[index];
   const size = listing.sizes[index];
   let crc = 0;
@@ -105,7 +108,8 @@ export async function verifyMember(source: RandomAccessSource, listing: PackageL
   if (crc !== want) {
     const hex = (v: number): string => v.toString(16).padStart(8, '0');
     const entry = quoteName(listing.paths[index]);
-    throw new VhfsError('INTEGRITY', `${listing.name}: entry ${entry}: CRC-32 ${hex(crc)}, central directory says ${hex(want)}`);
+    const what = `CRC-32 ${hex(crc)}, central directory says ${hex(want)}`;
+    throw new VhfsError('INTEGRITY', `${listing.name}: entry ${entry}: ${what}`);
   }
 }
 
@@ -186,7 +190,8 @@ async function locateCentralDirectory(io: Io): Promise<CentralDirectoryLocation>
   const cdLimit = loc.limit;
   if (loc.cdOffset + loc.cdSize > cdLimit) {
     throw io.bad(
-      `central directory [${loc.cdOffset}, +${loc.cdSize}) runs past the end records at ${cdLimit} (truncated or corrupt)`,
+      `central directory [${loc.cdOffset}, +${loc.cdSize}) runs past the end records at ${cdLimit} ` +
+        '(truncated or corrupt)',
     );
   }
   if (loc.count * CENTRAL_HEADER_SIZE > loc.cdSize) {
@@ -313,8 +318,9 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
     const ascii = !utf8 && isAscii(cd, nameStart, nameEnd);
     let path = decodeName(cd, nameStart, nameEnd, utf8 || !ascii);
     if (path === undefined) {
-      if (utf8) throw io.badEntry(decode(cd, nameStart, nameEnd, false), 'name is flagged UTF-8 but is not valid UTF-8');
-      path = decode(cd, nameStart, nameEnd, false);
+      const shown = decode(cd, nameStart, nameEnd, false);
+      if (utf8) throw io.badEntry(shown, 'name is flagged UTF-8 but is not valid UTF-8');
+      path = shown;
     }
     ex.size = u32(cd, p + 24);
     ex.lho = u32(cd, p + 42);
@@ -337,7 +343,10 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
     if (order.sorted) {
       const bijective = ex.unicodeName === undefined && (utf8 || ascii);
       const conflict = order.add(cd, nameStart, nameEnd, bijective);
-      if (conflict !== undefined) throw io.unsafe(decode(cd, conflict[0], conflict[1], utf8), `is both a file and a directory (${quoteName(path)})`);
+      if (conflict !== undefined) {
+        const file = decode(cd, conflict[0], conflict[1], utf8);
+        throw io.unsafe(file, `is both a file and a directory (${quoteName(path)})`);
+      }
     }
     paths[k] = path;
     sizes[k] = ex.size;
@@ -346,7 +355,8 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
     dataOffsets[k] = ex.dataOffset;
     mtimesMs[k] = Number.isNaN(ex.mtimeMs) ? fromDosDateTime(u16(cd, p + 12), u16(cd, p + 14)) : ex.mtimeMs;
     if (ex.dataOffset < 0) {
-      foreign.push({ index: k, lho: ex.lho, nameStart, nameLength: nameEnd - nameStart, extraLength: extraEnd - nameEnd });
+      const nameLength = nameEnd - nameStart;
+      foreign.push({ index: k, lho: ex.lho, nameStart, nameLength, extraLength: extraEnd - nameEnd });
     }
     k++;
     p = recordEnd;
@@ -499,7 +509,13 @@ function parseExtras(
 }
 
 /** Info-ZIP's UTF-8 name, used only if its CRC shows it describes the same raw name. */
-function unicodePathExtra(cd: Buffer, start: number, end: number, nameStart: number, nameEnd: number): string | undefined {
+function unicodePathExtra(
+  cd: Buffer,
+  start: number,
+  end: number,
+  nameStart: number,
+  nameEnd: number,
+): string | undefined {
   if ((crc32(cd.subarray(nameStart, nameEnd)) >>> 0) !== u32(cd, start + 1)) return undefined;
   const name = cd.toString('utf8', start + 5, end);
   return Buffer.from(name).equals(cd.subarray(start + 5, end)) ? name : undefined;
@@ -529,17 +545,26 @@ function checkMember(
   }
   const headerEnd = ex.lho + LOCAL_HEADER_SIZE + nameLength;
   if (headerEnd > cdOffset) {
-    throw io.badEntry(path, `local header offset ${ex.lho} lies outside the data area (central directory at ${cdOffset})`);
+    const where = `central directory at ${cdOffset}`;
+    throw io.badEntry(path, `local header offset ${ex.lho} lies outside the data area (${where})`);
   }
   if (ex.dataOffset >= 0) checkDataRange(io, path, ex.dataOffset, ex.size, headerEnd, cdOffset);
 }
 
-function checkDataRange(io: Io, path: string, dataOffset: number, size: number, headerEnd: number, cdOffset: number): void {
+function checkDataRange(
+  io: Io,
+  path: string,
+  dataOffset: number,
+  size: number,
+  headerEnd: number,
+  cdOffset: number,
+): void {
   if (dataOffset < headerEnd) {
     throw io.badEntry(path, `data offset ${dataOffset} is before the end of its local header (${headerEnd})`);
   }
   if (dataOffset + size > cdOffset) {
-    throw io.badEntry(path, `data [${dataOffset}, +${size}) runs past the data area (central directory at ${cdOffset})`);
+    const where = `central directory at ${cdOffset}`;
+    throw io.badEntry(path, `data [${dataOffset}, +${size}) runs past the data area (${where})`);
   }
 }
 
@@ -554,9 +579,10 @@ async function resolveLocalHeaders(io: Io, cd: Buffer, parsed: Parsed, cdOffset:
     const start = members[i].lho;
     let end = guessEnd(members[i]);
     let j = i + 1;
-    while (j < members.length && members[j].lho - end <= BATCH_MAX_GAP && guessEnd(members[j]) - start <= BATCH_MAX_BYTES) {
-      end = Math.max(end, guessEnd(members[j]));
-      j++;
+    for (; j < members.length; j++) {
+      const next = members[j];
+      if (next.lho - end > BATCH_MAX_GAP || guessEnd(next) - start > BATCH_MAX_BYTES) break;
+      end = Math.max(end, guessEnd(next));
     }
     const buf = await io.readCached(start, end - start);
     for (let m = i; m < j; m++) await resolveOne(io, cd, parsed, members[m], buf, start, cdOffset);
@@ -581,7 +607,8 @@ async function resolveOne(
   const headerLength = LOCAL_HEADER_SIZE + nameLength + h.readUInt16LE(28);
   if (m.lho + headerLength > cdOffset) throw io.badEntry(path, 'local header runs into the central directory');
   if (h.length < headerLength) h = await io.readCached(m.lho, headerLength);
-  if (nameLength !== m.nameLength || cd.compare(h, LOCAL_HEADER_SIZE, LOCAL_HEADER_SIZE + nameLength, m.nameStart, m.nameStart + m.nameLength) !== 0) {
+  const localName = h.subarray(LOCAL_HEADER_SIZE, LOCAL_HEADER_SIZE + nameLength);
+  if (!localName.equals(cd.subarray(m.nameStart, m.nameStart + m.nameLength))) {
     throw io.badEntry(path, 'local header name differs from the central directory');
   }
   if (h.readUInt16LE(8) !== METHOD_STORED) throw io.badEntry(path, 'local header says the member is compressed');

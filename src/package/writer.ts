@@ -208,7 +208,7 @@ class PackageWriter {
     const name = this.checkName(path);
     const mtimeMs = Math.floor(entry.mtime?.getTime() ?? this.opts.defaultMtime?.getTime() ?? DEFAULT_MTIME_MS);
     if (!Number.isFinite(mtimeMs)) throw this.fail('BAD_ARGUMENT', path, 'invalid mtime');
-    const knownCrc = size === 0 ? 0 : entry.crc32;
+    const knownCrc = entry.crc32 ?? (size === 0 ? 0 : undefined); // an empty member's CRC is 0
     if (knownCrc !== undefined && !(Number.isInteger(knownCrc) && knownCrc >= 0 && knownCrc <= MAX_U32)) {
       throw this.fail('BAD_ARGUMENT', path, `crc32 must be a 32-bit unsigned integer, got ${knownCrc}`);
     }
