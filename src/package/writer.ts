@@ -7,7 +7,8 @@
  * it in a data descriptor (flag bit 3) unless the caller supplies it; the central directory, which
  * is what every reader (ours, unzip, zipinfo, Python) trusts, holds the real sizes and CRC.
  *
- * Each member's data starts on a 4 KiB boundary: an alignment extra field (0xd935) in the local
+ * Each member of 4 KiB or more starts on a 4 KiB boundary, and a smaller one never straddles one:
+ * an alignment extra field (0xd935) in the local
  * header absorbs the padding. The central directory accumulates in memory in large chunks (about
  * 100 bytes a member) and is written at the end of each part, followed by ZIP64 end records only
  * when a count, size or offset overflows the classic fields.
@@ -353,8 +354,14 @@ function localHeaderLength(member: Member, lho: number): number {
     member.name.length +
     (member.bigSize ? ZIP64_LOCAL_EXTRA_SIZE : 0) +
     (member.hasTimestamp ? TIMESTAMP_EXTRA_SIZE : 0);
-  // Empty members have no data to align; padding them would cost up to 4 KiB each for nothing.
+  // Empty members have no data to align. A member smaller than a page is padded only when it would
+  // straddle a page boundary: it then still lives in one page, without paying up to 4 KiB per small file
+  // (a page-aligned start would cost ~25% on a dataset of 8 KiB files; this costs a few percent).
   if (member.size === 0) return base;
+  if (member.size < DATA_ALIGNMENT) {
+    const start = lho + base;
+    if (Math.floor(start / DATA_ALIGNMENT) === Math.floor((start + member.size - 1) / DATA_ALIGNMENT)) return base;
+  }
   const unpadded = lho + base + ALIGNMENT_EXTRA_MIN;
   const pad = (DATA_ALIGNMENT - (unpadded % DATA_ALIGNMENT)) % DATA_ALIGNMENT;
   return base + ALIGNMENT_EXTRA_MIN + pad;
