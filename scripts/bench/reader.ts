@@ -4,32 +4,41 @@
  * It is a separate process so that N of them can run truly in parallel, and it waits for a "go" line on
  * stdin so process start-up is not part of the measurement.
  *
- *   node dist/scripts/bench/reader.js LIST_FILE   (then write "go\n" to its stdin)
+ * A time budget (ms, 0 = none) stops it early on very slow targets; it then reports what it did read.
+ *
+ *   node dist/scripts/bench/reader.js LIST_FILE [BUDGET_MS]   (then write "go\n" to its stdin)
  */
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 const list = readFileSync(process.argv[2], 'utf8').split('\n').filter(Boolean);
 const buf = Buffer.allocUnsafe(1 << 20);
+const budgetMs = Number(process.argv[3] ?? 0);
 const clock = () => performance.timeOrigin + performance.now();
 
-function readAll(): { files: number; bytes: number } {
+function readAll(deadline: number): { files: number; bytes: number; truncated: boolean } {
   let bytes = 0;
+  let files = 0;
   for (const path of list) {
+    if (clock() > deadline) return { files, bytes, truncated: true };
     const fd = openSync(path, 'r');
     try {
-      for (let n = readSync(fd, buf, 0, buf.length, null); n > 0; n = readSync(fd, buf, 0, buf.length, null)) bytes += n;
+      for (let n = readSync(fd, buf, 0, buf.length, null); n > 0; n = readSync(fd, buf, 0, buf.length, null)) {
+        bytes += n;
+        if (list.length === 1 && clock() > deadline) return { files: 1, bytes, truncated: true };
+      }
     } finally {
       closeSync(fd);
     }
+    files++;
   }
-  return { files: list.length, bytes };
+  return { files, bytes, truncated: false };
 }
 
 process.stdin.once('data', () => {
   const start = clock();
   try {
-    const r = readAll();
+    const r = readAll(budgetMs > 0 ? start + budgetMs : Infinity);
     process.stdout.write(JSON.stringify({ start, end: clock(), ...r }) + '\n');
     process.exit(0);
   } catch (err) {

@@ -16,7 +16,7 @@ import type { Context } from './context.js';
 import { output, parseSize } from './main.js';
 import { applyInputFlags, checkRequiredInputs, loadInputsFile, parseInputFlags, type InputSpec } from '../inputs/config.js';
 import { mountInputs } from '../fuse/mount-inputs.js';
-import { clearStaleMount, mountState } from '../fuse/mountpoint.js';
+import { clearStaleMount, isMounted, mountState } from '../fuse/mountpoint.js';
 import { describeError, VhfsError } from '../util/errors.js';
 
 type Run = (fn: (ctx: Context) => Promise<void>) => Promise<void>;
@@ -141,28 +141,46 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
     ...(o.diskCache !== undefined ? { diskCache: o.diskCache } : {}),
     force: Boolean(o.force), log,
   });
+  // Signal handlers go in before anything reports "ready": a SIGTERM racing ahead of them would kill the
+  // process with the mount left behind, stale.
+  let stopping = false;
+  let stopped!: () => void;
+  const done = new Promise<void>((resolve) => { stopped = resolve; });
+  const stop = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${why}: unmounting ${mountpoint}`);
+    mount.unmount().catch((err: unknown) => log(`error: unmount failed: ${describeError(err)}`)).finally(stopped);
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  // Someone else may detach the mount (fusermount -u, umount -l): then there is nothing left to serve.
+  const watch = setInterval(() => {
+    isMounted(mountpoint).then((m) => {
+      if (!m && !stopping) {
+        stopping = true;
+        log(`${mountpoint} was unmounted from outside; exiting`);
+        stopped();
+      }
+    }, () => undefined);
+  }, 2000);
+  watch.unref();
+
   const file = runFile(ctx, mountpoint);
   await fs.mkdir(path.dirname(file), { recursive: true });
   await fs.writeFile(file, JSON.stringify({ pid: process.pid, mountpoint, started: new Date().toISOString(), log: process.env.VHFS_LOG_FILE ?? '' }));
   if (o.wait) await mount.inputsJson.catch(() => undefined);
-  process.send?.({ ready: mountpoint, inputsJson: mount.inputsJsonPath });
-  if (process.send) process.disconnect();
-  output(ctx, { mountpoint, inputsJson: mount.inputsJsonPath, pid: process.pid }, () => `ready: ${mountpoint}`);
-
   const stopStats = o.statsFile ? keepStatsFile(path.resolve(o.statsFile), () => ({
     store: catalog.store.stats, cache: mount.cache.stats, cacheMemoryBytes: mount.cache.memoryBytes,
   })) : undefined;
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log(`${signal}: unmounting ${mountpoint}`);
-      mount.unmount().catch((err: unknown) => log(`error: unmount failed: ${describeError(err)}`)).finally(resolve);
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
-  });
+  process.send?.({ ready: mountpoint, inputsJson: mount.inputsJsonPath });
+  if (process.send) process.disconnect();
+  output(ctx, { mountpoint, inputsJson: mount.inputsJsonPath, pid: process.pid }, () => `ready: ${mountpoint}`);
+  // Keep the event loop alive while serving (the mount itself does not hold a handle).
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  await done;
+  clearInterval(keepAlive);
+  clearInterval(watch);
   await stopStats?.();
   await fs.rm(file, { force: true });
 }

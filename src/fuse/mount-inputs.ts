@@ -35,7 +35,7 @@ export interface KernelCacheOptions {
 export const DEFAULT_KERNEL_CACHE: KernelCacheOptions = {
   entryTimeout: 86400,
   attrTimeout: 86400,
-  negativeTimeout: 60,
+  negativeTimeout: 86400,
   kernelCache: true,
   maxRead: 1024 * 1024,
 };
@@ -94,7 +94,7 @@ export async function mountInputs(opts: InputsMountOptions): Promise<InputsMount
   const fuse: Fuse = await mountFuse(mountpoint, inputsOps(inputs, cache, { log }), {
     force: opts.force ?? false,
     fsname: 'vhfs',
-    subtype: 'vhfs-inputs',
+    subtype: 'vhfs',
     entryTimeout: k.entryTimeout,
     attrTimeout: k.attrTimeout,
     kernelCache: k.kernelCache,

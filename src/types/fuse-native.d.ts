@@ -1,4 +1,5 @@
-// fuse-native 2.2.6 ships no types; this covers the surface vhfs uses.
+// fuse-native 2.2.6 ships no types; this covers the surface vhfs uses. Note: fuse-native drops options whose
+// value is falsy (entryTimeout: 0, uid: 0) — use src/fuse/mountpoint.ts mountFuse, which passes them itself.
 declare module 'fuse-native' {
   export interface Stat {
     mtime: Date; atime: Date; ctime: Date;
