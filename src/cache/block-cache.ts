@@ -18,7 +18,7 @@
 import { LRUCache } from 'lru-cache';
 import type { ObjectStore } from '../store/types.js';
 import type { IndexSource } from '../index/tree-index.js';
-import { VhfsError } from '../util/errors.js';
+import { isVhfsError, VhfsError } from '../util/errors.js';
 
 /** A persistent tier for blocks, keyed by (store url, object key, block size, block number). */
 export interface BlockDisk {
@@ -36,6 +36,11 @@ export interface BlockCacheOptions {
   disk?: BlockDisk;
   fetchTimeoutMs?: number;
   readaheadBlocks?: number;
+  /**
+   * Readahead never goes past this offset of a source (default: its end). A reader that knows what it
+   * will read (`vhfs cat` of some files) stops the cache fetching what nobody asked for.
+   */
+  readaheadLimit?: (source: IndexSource) => number | undefined;
   /** Called with one line when a background fetch or a disk write fails (never throws into readers). */
   warn?: (message: string) => void;
 }
@@ -70,6 +75,7 @@ export class BlockCache {
   private readonly fetchTimeoutMs: number;
   private readonly maxReadahead: number;
   private readonly warn: (message: string) => void;
+  private readonly readaheadLimit?: (source: IndexSource) => number | undefined;
 
   constructor(opts: BlockCacheOptions) {
     this.store = opts.store;
@@ -86,6 +92,7 @@ export class BlockCache {
     this.fetchTimeoutMs = opts.fetchTimeoutMs ?? 10_000;
     this.maxReadahead = opts.readaheadBlocks ?? 8;
     this.warn = opts.warn ?? (() => {});
+    this.readaheadLimit = opts.readaheadLimit;
   }
 
   /**
@@ -207,6 +214,9 @@ export class BlockCache {
     try {
       data = await store.getRange(source.key, start, end - start, AbortSignal.timeout(this.fetchTimeoutMs));
     } catch (err) {
+      if (isVhfsError(err, 'BAD_ARGUMENT')) {
+        throw new VhfsError('INTEGRITY', `${store.url}/${source.key} is shorter than the ${source.size} bytes its index records (truncated?): ${err.message}`);
+      }
       if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
         throw new VhfsError('TIMEOUT', `${store.url}/${source.key}: no answer for bytes ${start}-${end - 1} within ${this.fetchTimeoutMs} ms`);
       }
@@ -248,7 +258,8 @@ export class BlockCache {
     seq.lastBlock = last;
     if (seq.aheadUntil - last > seq.window / 2) return;
     seq.window = Math.min(Math.max(2, seq.window * 2), this.maxReadahead);
-    const lastBlock = Math.ceil(source.size / this.blockSize) - 1;
+    const end = Math.min(source.size, this.readaheadLimit?.(source) ?? source.size);
+    const lastBlock = Math.ceil(end / this.blockSize) - 1;
     const from = Math.max(seq.aheadUntil, last) + 1;
     const to = Math.min(last + seq.window, lastBlock);
     seq.aheadUntil = Math.max(seq.aheadUntil, to);

@@ -22,7 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { isVhfsError, VhfsError } from '../util/errors.js';
-import { hashBuffer, hashFile, hashStream, HashingTransform, type ContentDigest } from '../util/hash.js';
+import { hashBuffer, hashFile, hashStream, HashingTransform, readBufferSize, SMALL_FILE_BYTES, type ContentDigest } from '../util/hash.js';
 import { isUuid, uuidv7 } from '../util/ids.js';
 import { mapLimit } from '../util/concurrency.js';
 import type { ObjectStore } from '../store/types.js';
@@ -480,14 +480,25 @@ export class Catalog {
 
   private async uploadFile(file: string, name: string): Promise<ContentDigest> {
     let digest: ContentDigest;
+    // Small files are read once into memory: hashed and uploaded from the same buffer, so a change
+    // underneath cannot make the blob disagree with its address.
+    let small: Buffer | undefined;
     try {
-      digest = await hashFile(file);
+      const { size } = await fs.stat(file);
+      if (size <= SMALL_FILE_BYTES) {
+        small = await fs.readFile(file);
+        digest = hashBuffer(small);
+      } else digest = await hashFile(file);
     } catch (err) {
       throw new VhfsError('NOT_FOUND', `datum "${name}": cannot read ${file} (${(err as Error).message})`, { cause: err });
     }
     if (await this.blobPresent(digest, name)) return digest;
+    if (small) {
+      await this.putBlob(digest, small);
+      return digest;
+    }
     const rehash = new HashingTransform({ md5: false });
-    const source = createReadStream(file, { highWaterMark: 1 << 20 });
+    const source = createReadStream(file, { highWaterMark: readBufferSize(digest.size) });
     source.on('error', (err) => rehash.destroy(err));
     let created: boolean;
     try {

@@ -13,6 +13,7 @@ export interface GlobalOptions {
   json?: boolean;
   quiet?: boolean;
   stats?: boolean;
+  verbose?: boolean;
 }
 
 export class Context {
@@ -44,6 +45,12 @@ export class Context {
 
   async close(): Promise<void> {
     if (this.catalogPromise) (await this.catalogPromise).close();
+    await this.storeInstance?.close?.();
+  }
+
+  /** Detail (how a URI was resolved, what was read) for --verbose only. */
+  debug(line: string): void {
+    if (this.opts.verbose) process.stderr.write(`${line}\n`);
   }
 
   /** Progress and informational lines go to stderr unless --quiet or --json. */

@@ -16,12 +16,12 @@ import { InputResolver, LOCAL_ROOT_STORE, type ResolvedInput } from '../inputs/r
 import type { KeepDirectories } from '../inputs/layout.js';
 import { castKeepDirectories } from '../inputs/config.js';
 import { BlockCache } from '../cache/block-cache.js';
-import { NOT_FOUND, isFile, dirIndex } from '../index/tree-index.js';
+import { NOT_FOUND, isFile, dirIndex, type IndexSource } from '../index/tree-index.js';
 import { openStore } from '../store/index.js';
 import {
-  writePackage, readPackageListing, verifyMember, fileSource, storeSource, packagePartName, type PackageEntry,
+  writePackage, readPackageListing, verifyMember, fileSource, storeSource, partFileName, type PackageEntry,
 } from '../package/index.js';
-import { VhfsError } from '../util/errors.js';
+import { isVhfsError, VhfsError } from '../util/errors.js';
 import { formatBytes, Progress } from '../util/progress.js';
 import { createReadStream } from 'node:fs';
 
@@ -231,8 +231,7 @@ export function registerDataCommands(program: Command, run: Run): void {
       progress.finish();
       const written: Array<{ file: string; entries: number; size: number; zip64: boolean }> = [];
       for (const part of parts) {
-        const name = parts.length === 1 ? path.basename(out) : packagePartName(stem.split('.')[0] || stem, stem.split('.').slice(1).join('.') || 'package', part.part, parts.length);
-        const dest = path.join(path.dirname(out), parts.length === 1 ? path.basename(out) : name);
+        const dest = path.join(path.dirname(out), parts.length === 1 ? path.basename(out) : partFileName(stem, part.part, parts.length));
         await fs.rename(tmp(part.part), dest);
         written.push({ file: dest, entries: part.entries, size: part.size, zip64: part.zip64 });
       }
@@ -314,7 +313,7 @@ async function listCollections(ctx: Context, kind: CollectionKind, name: string 
 async function resolveOne(ctx: Context, uri: string, keepDirectories: KeepDirectories): Promise<ResolvedInput> {
   const parsed: ParsedUri = parseUri(uri);
   const catalog = await ctx.catalog();
-  const resolver = new InputResolver({ catalog, cacheDir: ctx.cacheDir, log: (l) => ctx.info(l) });
+  const resolver = new InputResolver({ catalog, cacheDir: ctx.cacheDir, log: (l) => ctx.debug(l) });
   return resolver.resolve({ name: 'uri', uris: [parsed], keepDirectories, optional: false, download: 'always' });
 }
 
@@ -332,14 +331,28 @@ export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, 
     if (!isFile(ref)) throw new VhfsError('BAD_ARGUMENT', `${uri}: "${p}" is a directory`);
     refs.push(ref);
   }
-  const cache = new BlockCache({ store: ctx.store, storeFor: (url) => openStore(url === LOCAL_ROOT_STORE ? '/' : url), readaheadBlocks: 8 });
   const a = index.arrays;
+  const ends = new Map<IndexSource, number>();
+  for (const ref of refs) {
+    const source = index.sources[a.fileSource[ref]];
+    ends.set(source, Math.max(ends.get(source) ?? 0, a.fileOffset[ref] + a.fileSize[ref]));
+  }
+  const cache = new BlockCache({
+    store: ctx.store, storeFor: (url) => openStore(url === LOCAL_ROOT_STORE ? '/' : url), readaheadBlocks: 8,
+    readaheadLimit: (s) => ends.get(s),
+  });
   const chunk = Buffer.alloc(cache.blockSize);
   for (const ref of refs) {
     const source = index.sources[a.fileSource[ref]];
     const size = a.fileSize[ref];
     for (let pos = 0; pos < size; pos += chunk.length) {
-      const n = await cache.read(source, a.fileOffset[ref] + pos, Math.min(chunk.length, size - pos), chunk);
+      let n: number;
+      try {
+        n = await cache.read(source, a.fileOffset[ref] + pos, Math.min(chunk.length, size - pos), chunk);
+      } catch (err) {
+        if (!isVhfsError(err)) throw err;
+        throw new VhfsError(err.code, `${uri}: reading "${index.filePath(ref)}": ${err.message}`, { cause: err });
+      }
       if (!out.write(Buffer.from(chunk.subarray(0, n)))) await new Promise((r) => out.once('drain', r));
     }
   }

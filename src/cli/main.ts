@@ -16,6 +16,7 @@ export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promi
     .option('--store <url>', 'object store URL or directory (env VHFS_STORE, default <home>/store)')
     .option('--json', 'machine-readable output on stdout')
     .option('-q, --quiet', 'no progress or informational lines')
+    .option('-v, --verbose', 'also say how URIs were resolved and what was read')
     .option('--stats', 'print the object store request counters to stderr when done')
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })

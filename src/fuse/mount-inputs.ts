@@ -11,6 +11,8 @@
  * The figures behind these choices are in native-notes/.
  */
 import { promises as fs, createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import type Fuse from 'fuse-native';
 import type { Catalog } from '../catalog/catalog.js';
@@ -132,15 +134,22 @@ export async function mountInputs(opts: InputsMountOptions): Promise<InputsMount
 export async function writeInputsJson(file: string, mountpoint: string, inputs: InputSet): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
-  const out = createWriteStream(tmp);
-  const write = (s: string) => new Promise<void>((resolve, reject) => {
-    if (out.write(s)) resolve();
-    else out.once('drain', resolve).once('error', reject);
-  });
-  await write('{');
+  try {
+    // pipeline() owns the stream's errors: an unwritable config dir rejects here instead of an unhandled
+    // 'error' event that would take the whole mount down.
+    await pipeline(Readable.from(inputsJsonChunks(mountpoint, inputs)), createWriteStream(tmp));
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function* inputsJsonChunks(mountpoint: string, inputs: InputSet): AsyncGenerator<string> {
+  yield '{';
   let firstInput = true;
   for (const name of inputs.names) {
-    await write(`${firstInput ? '' : ','}\n  ${JSON.stringify(name)}: {"files": [`);
+    yield `${firstInput ? '' : ','}\n  ${JSON.stringify(name)}: {"files": [`;
     firstInput = false;
     const input = inputs.get(name);
     let first = true;
@@ -155,13 +164,11 @@ export async function writeInputsJson(file: string, mountpoint: string, inputs: 
           checksums: f.sha256 ? { sha256: f.sha256 } : {},
           metadata: [],
         };
-        await write(`${first ? '' : ','}\n    ${JSON.stringify(entry)}`);
+        yield `${first ? '' : ','}\n    ${JSON.stringify(entry)}`;
         first = false;
       }
     }
-    await write(first ? ']}' : '\n  ]}');
+    yield first ? ']}' : '\n  ]}';
   }
-  await write('\n}\n');
-  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-  await fs.rename(tmp, file);
+  yield '\n}\n';
 }

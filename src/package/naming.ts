@@ -19,7 +19,11 @@ export function packagePartName(collection: string, version: string, part: numbe
       throw new VhfsError('BAD_ARGUMENT', `package ${what} name ${JSON.stringify(value)} is empty or contains "/"`);
     }
   }
-  const stem = `${collection}.${version}`;
+  return partFileName(`${collection}.${version}`, part, parts);
+}
+
+/** `<stem>.vhpkgzip` for a single part, else `<stem>.part-0001-of-0003.vhpkgzip`. */
+export function partFileName(stem: string, part: number, parts: number): string {
   if (parts === 1) return `${stem}${PACKAGE_EXTENSION}`;
   const pad = (n: number): string => String(n).padStart(4, '0');
   return `${stem}.part-${pad(part)}-of-${pad(parts)}${PACKAGE_EXTENSION}`;

@@ -17,7 +17,7 @@
  * tens of MB and no per-entry objects.
  */
 import { constants as bufferConstants } from 'node:buffer';
-import { VhfsError } from '../util/errors.js';
+import { isVhfsError, VhfsError } from '../util/errors.js';
 import { crc32 } from './crc32.js';
 import {
   CENTRAL_HEADER_SIZE,
@@ -132,7 +132,16 @@ class Io {
 
   async read(offset: number, length: number): Promise<Buffer> {
     this.reads++;
-    const buf = await this.source.read(offset, length);
+    let buf: Buffer;
+    try {
+      buf = await this.source.read(offset, length);
+    } catch (err) {
+      // The store refuses a range past the object's end: the package is shorter than its catalog size.
+      if (isVhfsError(err, 'BAD_ARGUMENT')) {
+        throw this.bad(`bytes ${offset}-${offset + length - 1} lie past the end of the stored object (truncated?): ${err.message}`);
+      }
+      throw err;
+    }
     if (buf.length !== length) {
       throw new VhfsError('STORE', `${this.name}: read of ${length} bytes at ${offset} returned ${buf.length}`);
     }

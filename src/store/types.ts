@@ -74,6 +74,8 @@ export interface ObjectStore {
   list(prefix: string, opts?: ListOptions): Promise<ListPage>;
   /** Delete; absent keys are not an error. */
   delete(key: string): Promise<void>;
+  /** Release connections and cached handles; the store is not used afterwards. */
+  close?(): Promise<void>;
 }
 
 export function newStoreStats(): StoreStats {
