@@ -35,6 +35,9 @@ interface MountFlags {
   foreground?: boolean;
   wait?: boolean;
   statsFile?: string;
+  kernelCache?: boolean;
+  cacheTimeout?: string;
+  readahead?: string;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -93,6 +96,9 @@ export function registerMountCommands(program: Command, run: Run): void {
     .option('--memory <size>', 'block cache memory budget', '256M')
     .option('--disk-cache', 'keep fetched blocks on disk (default: only for remote stores)')
     .option('--no-disk-cache', 'never keep blocks on disk')
+    .option('--no-kernel-cache', 'do not keep file pages in the kernel page cache across opens (for measurements)')
+    .option('--cache-timeout <seconds>', 'kernel entry/attribute/negative cache timeout', '86400')
+    .option('--readahead <blocks>', 'block cache readahead window, in blocks', '8')
     .option('--foreground', 'serve in this process until SIGINT/SIGTERM')
     .option('--wait', 'return only once inputs.json is written (every input resolved)')
     .option('--stats-file <file>', 'keep store and cache counters in this JSON file (rewritten each second while they change, and on SIGUSR1)')
@@ -140,6 +146,8 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
     blockSize: parseSize(o.blockSize ?? '1M', '--block-size'), memoryBytes: parseSize(o.memory ?? '256M', '--memory'),
     ...(o.diskCache !== undefined ? { diskCache: o.diskCache } : {}),
     force: Boolean(o.force), log,
+    readaheadBlocks: Number(o.readahead ?? 8),
+    kernel: { kernelCache: o.kernelCache !== false, ...cacheTimeouts(o.cacheTimeout ?? '86400') },
   });
   // Signal handlers go in before anything reports "ready": a SIGTERM racing ahead of them would kill the
   // process with the mount left behind, stale.
@@ -183,6 +191,12 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
   clearInterval(watch);
   await stopStats?.();
   await fs.rm(file, { force: true });
+}
+
+function cacheTimeouts(text: string): { entryTimeout: number; attrTimeout: number; negativeTimeout: number } {
+  const s = Number(text);
+  if (!Number.isFinite(s) || s < 0) throw new VhfsError('BAD_ARGUMENT', `--cache-timeout "${text}": expected seconds (0 or more)`);
+  return { entryTimeout: s, attrTimeout: s, negativeTimeout: s };
 }
 
 /** Rewrite `file` with `snapshot()` every second while it changes; the returned function writes it a last time. */
