@@ -256,7 +256,7 @@ test('concurrent alias moves from two hosts keep every step in history', async (
   await e.done();
 });
 
-test('bench: a 100k-file version into SQLite and the store', async (t) => {
+test('a 100k-file version round-trips through the store to a fresh host, in path order', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vhfs-cat-bench-'));
   const store = new LocalDirStore(path.join(dir, 'store'), { fsync: false });
   const cat = await Catalog.open({ store, dbPath: path.join(dir, 'c.sqlite'), verifyVersionFiles: false });
@@ -277,9 +277,16 @@ test('bench: a 100k-file version into SQLite and the store', async (t) => {
   const sync = performance.now() - t0;
   t0 = performance.now();
   let count = 0;
-  for (const _ of await h2.versionFiles('dataset', 'big', 'v1')) count++;
+  let previous = '';
+  let ordered = true;
+  for (const f of await h2.versionFiles('dataset', 'big', 'v1')) {
+    if (f.path <= previous) ordered = false;
+    previous = f.path;
+    count++;
+  }
   const iter = performance.now() - t0;
   t.is(count, n);
+  t.true(ordered, 'files come back in path order');
   t.log(`100k files: createVersion ${create.toFixed(0)} ms (sort + JSON + store + SQLite), sync on a fresh host ${sync.toFixed(0)} ms, iterate ${iter.toFixed(0)} ms`);
   cat.close();
   h2.close();

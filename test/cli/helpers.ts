@@ -97,14 +97,8 @@ export class Cli {
   }
 }
 
-export interface StoreStats {
-  gets: number;
-  bytesRead: number;
-  puts: number;
-  bytesWritten: number;
-  heads: number;
-  lists: number;
-}
+export type { StoreStats } from '../../src/store/types.js';
+import type { StoreStats } from '../../src/store/types.js';
 
 export function parseStats(stderr: string): StoreStats {
   const line = stderr.split('\n').filter((l) => l.startsWith('store stats: ')).pop();

@@ -17,6 +17,17 @@ import {
 } from './helpers.js';
 import { buildBigDataset } from './big-fixture.js';
 
+/** Python tail for the errno tests: runs each lambda of `ops` and prints {name: errno or null} as JSON. */
+const ERRNO_OF_OPS = `out = {}
+for k, f in ops.items():
+    try:
+        f(); out[k] = None
+    except OSError as e:
+        out[k] = e.errno
+print(json.dumps(out))
+`;
+
+
 // ------------------------------------------------------------------------------------------ shared data
 
 /** Deterministic pseudo-random numbers (sizes and names must not change between runs). */
@@ -356,14 +367,7 @@ ops = {
   "symlink": lambda: os.symlink("t", os.path.join(d, "l")),
   "link": lambda: os.link(p, os.path.join(d, "hard")),
 }
-out = {}
-for k, f in ops.items():
-    try:
-        f(); out[k] = None
-    except OSError as e:
-        out[k] = e.errno
-print(json.dumps(out))
-`, [file, dir]);
+${ERRNO_OF_OPS}`, [file, dir]);
   for (const [op, errno] of Object.entries(py)) t.is(errno, 30, `python ${op}: errno ${errno} (want 30 EROFS)`);
   // Nothing changed: the file still reads right, nothing new appeared, nothing left.
   const sum = await run('sha256sum', [file]);
@@ -401,14 +405,7 @@ ops = {
   "stat": lambda: os.stat(os.path.join(mnt, "x", "a", "missing.txt")),
   "listdir_sub": lambda: os.listdir(os.path.join(mnt, "pkg", "a", "zz")),
 }
-out = {}
-for k, f in ops.items():
-    try:
-        f(); out[k] = None
-    except OSError as e:
-        out[k] = e.errno
-print(json.dumps(out))
-`, [m.mnt]);
+${ERRNO_OF_OPS}`, [m.mnt]);
   for (const [op, errno] of Object.entries(py)) t.is(errno, 2, `python ${op}: errno ${errno} (want 2 ENOENT)`);
   // Existing files are unaffected.
   const ok = await run('cat', [path.join(m.mnt, 'x', 'top.txt')]);
