@@ -11,7 +11,7 @@
  *     (fuse-native fails an op after 15 s, so a cold read must answer, or fail with EIO, before that).
  *
  * Readahead: per source, a read of the block right after the previously read one counts as sequential and
- * doubles a window (up to `readaheadBlocks`); the window's missing blocks are fetched in the background in
+ * doubles a window (up to `readaheadBytes`, whatever the block size); the window's missing blocks are fetched in the background in
  * one ranged GET. A random read resets the window. Sources are immutable (content-addressed keys), so a
  * cached block never needs invalidation.
  */
@@ -35,7 +35,8 @@ export interface BlockCacheOptions {
   memoryBytes?: number;
   disk?: BlockDisk;
   fetchTimeoutMs?: number;
-  readaheadBlocks?: number;
+  /** Largest readahead window in bytes (0: none). Independent of the block size. */
+  readaheadBytes?: number;
   /**
    * Readahead never goes past this offset of a source (default: its end). A reader that knows what it
    * will read (`vhfs cat` of some files) stops the cache fetching what nobody asked for.
@@ -55,6 +56,7 @@ export interface BlockCacheStats {
 }
 
 export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
+export const DEFAULT_READAHEAD_BYTES = 8 * 1024 * 1024;
 
 interface SequenceState {
   lastBlock: number;
@@ -90,7 +92,7 @@ export class BlockCache {
     });
     this.disk = opts.disk;
     this.fetchTimeoutMs = opts.fetchTimeoutMs ?? 10_000;
-    this.maxReadahead = opts.readaheadBlocks ?? 8;
+    this.maxReadahead = Math.floor((opts.readaheadBytes ?? DEFAULT_READAHEAD_BYTES) / this.blockSize);
     this.warn = opts.warn ?? (() => {});
     this.readaheadLimit = opts.readaheadLimit;
   }

@@ -338,7 +338,7 @@ export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, 
     ends.set(source, Math.max(ends.get(source) ?? 0, a.fileOffset[ref] + a.fileSize[ref]));
   }
   const cache = new BlockCache({
-    store: ctx.store, storeFor: (url) => openStore(url === LOCAL_ROOT_STORE ? '/' : url), readaheadBlocks: 8,
+    store: ctx.store, storeFor: (url) => openStore(url === LOCAL_ROOT_STORE ? '/' : url),
     readaheadLimit: (s) => ends.get(s),
   });
   const chunk = Buffer.alloc(cache.blockSize);

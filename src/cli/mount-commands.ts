@@ -98,7 +98,7 @@ export function registerMountCommands(program: Command, run: Run): void {
     .option('--no-disk-cache', 'never keep blocks on disk')
     .option('--no-kernel-cache', 'do not keep file pages in the kernel page cache across opens (for measurements)')
     .option('--cache-timeout <seconds>', 'kernel entry/attribute/negative cache timeout', '86400')
-    .option('--readahead <blocks>', 'block cache readahead window, in blocks', '8')
+    .option('--readahead <size>', 'largest block cache readahead window for sequential reads (0: none)', '8M')
     .option('--foreground', 'serve in this process until SIGINT/SIGTERM')
     .option('--wait', 'return only once inputs.json is written (every input resolved)')
     .option('--stats-file <file>', 'keep store and cache counters in this JSON file (rewritten each second while they change, and on SIGUSR1)')
@@ -146,7 +146,7 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
     blockSize: parseSize(o.blockSize ?? '1M', '--block-size'), memoryBytes: parseSize(o.memory ?? '256M', '--memory'),
     ...(o.diskCache !== undefined ? { diskCache: o.diskCache } : {}),
     force: Boolean(o.force), log,
-    readaheadBlocks: Number(o.readahead ?? 8),
+    readaheadBytes: parseSize(o.readahead ?? '8M', '--readahead'),
     kernel: { kernelCache: o.kernelCache !== false, ...cacheTimeouts(o.cacheTimeout ?? '86400') },
   });
   // Signal handlers go in before anything reports "ready": a SIGTERM racing ahead of them would kill the
@@ -163,13 +163,10 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   // Someone else may detach the mount (fusermount -u, umount -l): then there is nothing left to serve.
+  // (fuse-native's native side must still be closed then, or its handle keeps this process alive.)
   const watch = setInterval(() => {
     isMounted(mountpoint).then((m) => {
-      if (!m && !stopping) {
-        stopping = true;
-        log(`${mountpoint} was unmounted from outside; exiting`);
-        stopped();
-      }
+      if (!m) stop(`${mountpoint} was unmounted from outside`);
     }, () => undefined);
   }, 2000);
   watch.unref();
@@ -191,6 +188,9 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
   clearInterval(watch);
   await stopStats?.();
   await fs.rm(file, { force: true });
+  log('exiting');
+  // Nothing is left to serve; do not let a native handle keep the process around.
+  process.exit(process.exitCode ?? 0);
 }
 
 function cacheTimeouts(text: string): { entryTimeout: number; attrTimeout: number; negativeTimeout: number } {

@@ -54,7 +54,7 @@ export interface InputsMountOptions {
   /** Keep fetched blocks on disk (default: only when the store is not a local directory). */
   diskCache?: boolean;
   fetchTimeoutMs?: number;
-  readaheadBlocks?: number;
+  readaheadBytes?: number;
   force?: boolean;
   kernel?: Partial<KernelCacheOptions>;
   log?: (line: string) => void;
@@ -90,7 +90,7 @@ export async function mountInputs(opts: InputsMountOptions): Promise<InputsMount
     ...(opts.memoryBytes !== undefined ? { memoryBytes: opts.memoryBytes } : {}),
     ...(useDisk ? { disk: new LocalBlockDisk(opts.cacheDir) } : {}),
     fetchTimeoutMs: opts.fetchTimeoutMs ?? 10_000,
-    ...(opts.readaheadBlocks !== undefined ? { readaheadBlocks: opts.readaheadBlocks } : {}),
+    ...(opts.readaheadBytes !== undefined ? { readaheadBytes: opts.readaheadBytes } : {}),
     warn: log,
   });
   const k = { ...DEFAULT_KERNEL_CACHE, ...opts.kernel };

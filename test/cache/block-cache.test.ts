@@ -20,7 +20,7 @@ async function setup(size = BS * 10 + 123) {
 
 test('reads at every alignment return the right bytes, and repeats are memory hits', async (t) => {
   const { store, data, source } = await setup();
-  const cache = new BlockCache({ store, blockSize: BS, readaheadBlocks: 0 });
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0 });
   for (const [off, len] of [[0, 10], [BS - 5, 10], [BS * 3, BS * 2], [BS * 10, 500], [source.size - 3, 100], [17, BS * 9]]) {
     const dst = Buffer.alloc(len);
     const n = await cache.read(source, off, len, dst);
@@ -39,7 +39,7 @@ test('reads at every alignment return the right bytes, and repeats are memory hi
 test('concurrent readers of one missing block cause one fetch', async (t) => {
   const { store, data, source } = await setup();
   store.delayMs = 30;
-  const cache = new BlockCache({ store, blockSize: BS, readaheadBlocks: 0 });
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0 });
   const bufs = Array.from({ length: 20 }, () => Buffer.alloc(100));
   const results = await Promise.all(bufs.map((b, i) => cache.read(source, BS * 2 + i * 10, 100, b)));
   t.deepEqual(results, Array(20).fill(100));
@@ -50,21 +50,21 @@ test('concurrent readers of one missing block cause one fetch', async (t) => {
 
 test('missing contiguous blocks are fetched with one ranged GET', async (t) => {
   const { store, source } = await setup();
-  const cache = new BlockCache({ store, blockSize: BS, readaheadBlocks: 0 });
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0 });
   await cache.read(source, 0, BS * 8, Buffer.alloc(BS * 8));
   t.deepEqual(store.ranges, [['obj', 0, BS * 8]]);
 });
 
 test('sequential reads trigger readahead, random reads do not', async (t) => {
   const { store, source } = await setup(BS * 64);
-  const cache = new BlockCache({ store, blockSize: BS, readaheadBlocks: 8 });
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 8 * BS });
   const dst = Buffer.alloc(BS);
   for (let b = 0; b < 32; b++) await cache.read(source, b * BS, BS, dst);
   t.true(cache.stats.readaheadBlocks > 0);
   t.true(store.stats.gets < 16, `sequential pass used ${store.stats.gets} GETs for 32 blocks`);
 
   const { store: s2, source: src2 } = await setup(BS * 64);
-  const c2 = new BlockCache({ store: s2, blockSize: BS, readaheadBlocks: 8 });
+  const c2 = new BlockCache({ store: s2, blockSize: BS, readaheadBytes: 8 * BS });
   for (const b of [40, 3, 22, 9, 60, 31]) await c2.read(src2, b * BS, BS, dst);
   t.is(c2.stats.readaheadBlocks, 0);
   t.is(s2.stats.gets, 6);
@@ -72,7 +72,7 @@ test('sequential reads trigger readahead, random reads do not', async (t) => {
 
 test('a store failure rejects the read with the store error and a retry succeeds', async (t) => {
   const { store, data, source } = await setup();
-  const cache = new BlockCache({ store, blockSize: BS, readaheadBlocks: 0 });
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0 });
   store.failNext = 1;
   const err = await t.throwsAsync(cache.read(source, 0, 10, Buffer.alloc(10)));
   t.true(isVhfsError(err, 'STORE'));
@@ -84,7 +84,7 @@ test('a store failure rejects the read with the store error and a retry succeeds
 test('a slow store hits the deadline with a TIMEOUT error naming the object and range', async (t) => {
   const { store, source } = await setup();
   store.delayMs = 2000;
-  const cache = new BlockCache({ store, blockSize: BS, readaheadBlocks: 0, fetchTimeoutMs: 100 });
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, fetchTimeoutMs: 100 });
   const err = await t.throwsAsync(cache.read(source, BS, 10, Buffer.alloc(10)));
   t.true(isVhfsError(err, 'TIMEOUT'), String(err));
   t.regex(err!.message, /mem:\/\/test\/obj: no answer for bytes 4096-8191 within 100 ms/);
@@ -94,11 +94,11 @@ test('the disk tier serves blocks to a new cache without touching the store', as
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vhfs-blocks-'));
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
   const { store, data, source } = await setup();
-  const first = new BlockCache({ store, blockSize: BS, readaheadBlocks: 0, disk: new LocalBlockDisk(dir) });
+  const first = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: new LocalBlockDisk(dir) });
   await first.read(source, 0, source.size, Buffer.alloc(source.size));
   await new Promise((r) => setTimeout(r, 100)); // disk writes are fire-and-forget
   const gets = store.stats.gets;
-  const second = new BlockCache({ store, blockSize: BS, readaheadBlocks: 0, disk: new LocalBlockDisk(dir) });
+  const second = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: new LocalBlockDisk(dir) });
   const dst = Buffer.alloc(source.size);
   t.is(await second.read(source, 0, source.size, dst), source.size);
   t.true(dst.equals(data));
@@ -108,7 +108,7 @@ test('the disk tier serves blocks to a new cache without touching the store', as
 
 test('memory stays within its budget', async (t) => {
   const { store, source } = await setup(BS * 64);
-  const cache = new BlockCache({ store, blockSize: BS, readaheadBlocks: 0, memoryBytes: BS * 8 });
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, memoryBytes: BS * 8 });
   for (let b = 0; b < 64; b++) await cache.read(source, b * BS, BS, Buffer.alloc(BS));
   t.true(cache.memoryBytes <= BS * 8);
   t.throws(() => new BlockCache({ store, blockSize: 5000 }), { message: /power of two/ });
