@@ -554,6 +554,18 @@ test('6b: SIGTERM to the daemon unmounts cleanly', async (t) => {
   t.is(st.stdout.trim(), 'directory');
 });
 
+test('6d: a mount detached from outside (fusermount -uz) makes the daemon exit', async (t) => {
+  t.timeout(60_000);
+  const root = await tempDir(t);
+  const m = await mount(t, S.home, root, ['--input', 'plain=dataset://plain/v1']);
+  t.is((await run('cat', [path.join(m.mnt, 'plain', 'empty')])).code, 0);
+  t.is((await run('fusermount3', ['-uz', m.mnt])).code, 0);
+  await waitFor(() => !pidAlive(m.pid), 15_000, 'the daemon to notice and exit');
+  const log = await fs.readFile(m.log, 'utf8');
+  t.regex(log, /was unmounted from outside/);
+  t.regex(log, /exiting/);
+});
+
 test('6c: mount --foreground exits 0 on SIGTERM with the mount gone', async (t) => {
   t.timeout(60_000);
   const root = await tempDir(t);
