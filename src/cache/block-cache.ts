@@ -55,7 +55,7 @@ export interface BlockCacheStats {
   waits: number;
 }
 
-export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
+export const DEFAULT_BLOCK_SIZE = 256 * 1024;
 export const DEFAULT_READAHEAD_BYTES = 8 * 1024 * 1024;
 
 interface SequenceState {

@@ -92,7 +92,7 @@ export function registerMountCommands(program: Command, run: Run): void {
     .option('--step <name>', 'the valohai.yaml step whose inputs to mount')
     .option('--input <name=uri[,uri…]>', 'an input (repeatable; overrides the file\'s URIs)', collect)
     .option('--force', 'replace a live mount or mount over a non-empty directory')
-    .option('--block-size <size>', 'block cache block size', '1M')
+    .option('--block-size <size>', 'block cache block size', '256K')
     .option('--memory <size>', 'block cache memory budget', '256M')
     .option('--disk-cache', 'keep fetched blocks on disk (default: only for remote stores)')
     .option('--no-disk-cache', 'never keep blocks on disk')
@@ -143,7 +143,7 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
   const mount = await mountInputs({
     root: o.root, inputsDir: mountpoint, ...(o.configDir ? { configDir: o.configDir } : {}),
     specs, catalog, cacheDir: ctx.cacheDir,
-    blockSize: parseSize(o.blockSize ?? '1M', '--block-size'), memoryBytes: parseSize(o.memory ?? '256M', '--memory'),
+    blockSize: parseSize(o.blockSize ?? '256K', '--block-size'), memoryBytes: parseSize(o.memory ?? '256M', '--memory'),
     ...(o.diskCache !== undefined ? { diskCache: o.diskCache } : {}),
     force: Boolean(o.force), log,
     readaheadBytes: parseSize(o.readahead ?? '8M', '--readahead'),
@@ -202,11 +202,12 @@ function cacheTimeouts(text: string): { entryTimeout: number; attrTimeout: numbe
 /** Rewrite `file` with `snapshot()` every second while it changes; the returned function writes it a last time. */
 function keepStatsFile(file: string, snapshot: () => unknown): () => Promise<void> {
   let last = '';
+  let writes = 0;
   const write = async () => {
     const text = JSON.stringify(snapshot());
     if (text === last) return;
     last = text;
-    const tmp = `${file}.${process.pid}.tmp`;
+    const tmp = `${file}.${process.pid}.${++writes}.tmp`; // one per write: a timer and a SIGUSR1 may overlap
     await fs.writeFile(tmp, text);
     await fs.rename(tmp, file);
   };

@@ -137,12 +137,28 @@ export async function writeInputsJson(file: string, mountpoint: string, inputs: 
   try {
     // pipeline() owns the stream's errors: an unwritable config dir rejects here instead of an unhandled
     // 'error' event that would take the whole mount down.
-    await pipeline(Readable.from(inputsJsonChunks(mountpoint, inputs)), createWriteStream(tmp));
+    await pipeline(Readable.from(batched(inputsJsonChunks(mountpoint, inputs), 64 * 1024)), createWriteStream(tmp));
     await fs.rename(tmp, file);
   } catch (err) {
     await fs.rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
+}
+
+/** Join small strings into chunks of about `bytes`: one stream write per entry cost a busy event loop. */
+async function* batched(chunks: AsyncIterable<string>, bytes: number): AsyncGenerator<string> {
+  let parts: string[] = [];
+  let size = 0;
+  for await (const c of chunks) {
+    parts.push(c);
+    size += c.length;
+    if (size >= bytes) {
+      yield parts.join('');
+      parts = [];
+      size = 0;
+    }
+  }
+  if (parts.length) yield parts.join('');
 }
 
 async function* inputsJsonChunks(mountpoint: string, inputs: InputSet): AsyncGenerator<string> {

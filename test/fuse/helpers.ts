@@ -145,7 +145,7 @@ export async function cleanupMount(m: Pick<Mounted, 'home' | 'root' | 'mnt' | 'p
 export async function readStats(file: string, pid: number): Promise<StatsFile> {
   const before = await fs.stat(file).then((s) => s.mtimeMs, () => 0);
   process.kill(pid, 'SIGUSR1');
-  await waitFor(async () => (await fs.stat(file).then((s) => s.mtimeMs, () => 0)) > before, 5000, `${file} to be rewritten`);
+  await waitFor(async () => (await fs.stat(file).then((s) => s.mtimeMs, () => 0)) > before, 20_000, `${file} to be rewritten`);
   return JSON.parse(await fs.readFile(file, 'utf8')) as StatsFile;
 }
 
