@@ -357,3 +357,48 @@ export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, 
     }
   }
 }
+
+/** Files and bytes under a directory (0/0 if it does not exist). */
+async function directoryUsage(dir: string): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  const names = await fs.readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  for (const name of names) {
+    const st = await fs.stat(path.join(dir, name)).catch(() => undefined);
+    if (st?.isFile()) { files++; bytes += st.size; }
+  }
+  return { files, bytes };
+}
+
+export function registerCacheCommands(program: Command, run: Run): void {
+  const cache = program.command('cache').description('this host\'s cache: persisted package indexes and fetched blocks');
+  cache
+    .command('info')
+    .description('what is cached and how much room it takes')
+    .action(() => run(async (ctx) => {
+      const [indexes, blocks] = await Promise.all([
+        directoryUsage(path.join(ctx.cacheDir, 'indexes')), directoryUsage(path.join(ctx.cacheDir, 'blocks')),
+      ]);
+      const info = { dir: ctx.cacheDir, indexes, blocks };
+      output(ctx, info, () => [
+        `${ctx.cacheDir}`,
+        `  indexes: ${indexes.files} files, ${formatBytes(indexes.bytes)} (one per resolved input; a mount with one needs no package tail)`,
+        `  blocks:  ${blocks.files} files, ${formatBytes(blocks.bytes)} (fetched data of remote stores)`,
+      ].join('\n'));
+    }));
+  cache
+    .command('clear')
+    .description('delete cached indexes and blocks (safe: everything is refetched on demand)')
+    .option('--indexes', 'only the persisted indexes')
+    .option('--blocks', 'only the fetched blocks')
+    .action((o: { indexes?: boolean; blocks?: boolean }) => run(async (ctx) => {
+      const both = !o.indexes && !o.blocks;
+      const cleared: string[] = [];
+      for (const [what, wanted] of [['indexes', both || o.indexes], ['blocks', both || o.blocks]] as const) {
+        if (!wanted) continue;
+        await fs.rm(path.join(ctx.cacheDir, what), { recursive: true, force: true });
+        cleared.push(what);
+      }
+      output(ctx, { cleared }, () => `cleared ${cleared.join(' and ')} in ${ctx.cacheDir}`);
+    }));
+}

@@ -6,7 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { Context, type GlobalOptions } from './context.js';
 import { describeError, isVhfsError, VhfsError } from '../util/errors.js';
-import { registerDataCommands } from './data-commands.js';
+import { registerCacheCommands, registerDataCommands } from './data-commands.js';
 import { registerMountCommands } from './mount-commands.js';
 
 export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promise<void>): Command {
@@ -22,6 +22,7 @@ export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promi
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .exitOverride();
   registerDataCommands(program, run);
+  registerCacheCommands(program, run);
   registerMountCommands(program, run);
   return program;
 }

@@ -142,3 +142,26 @@ test('a second host (own --home, same --store) sees everything after catalog syn
   await fs.access(path.join(dir, 'homeB', 'catalog.sqlite'));
   await t.throwsAsync(fs.access(path.join(dir, 'homeB', 'store')), undefined, 'with --store, no <home>/store is made');
 });
+
+test('cache info counts persisted indexes; cache clear drops them and the next ls reads the package tail again', async (t) => {
+  const dir = await tempDir(t);
+  const cli = new Cli(path.join(dir, 'home'));
+  const src = path.join(dir, 'src');
+  await fs.mkdir(path.join(src, 'sub'), { recursive: true });
+  await fs.writeFile(path.join(src, 'a.txt'), 'a');
+  await fs.writeFile(path.join(src, 'sub', 'b.txt'), 'b');
+  await cli.ok('-q', 'dataset', 'create', 'c/v1', src, '--package');
+
+  const first = await cli.stats('ls', '-R', 'dataset://c/v1');
+  t.true(first.stats.bytesRead > 0, 'the first ls reads the package tail');
+  const info = await cli.json<{ indexes: { files: number; bytes: number } }>('cache', 'info');
+  t.is(info.indexes.files, 1);
+  t.true(info.indexes.bytes > 0);
+  t.is((await cli.stats('ls', '-R', 'dataset://c/v1')).stats.bytesRead, 0, 'the persisted index serves the second ls');
+
+  await cli.ok('cache', 'clear', '--indexes');
+  t.is((await cli.json<{ indexes: { files: number } }>('cache', 'info')).indexes.files, 0);
+  const again = await cli.stats('ls', '-R', 'dataset://c/v1');
+  t.is(again.stats.bytesRead, first.stats.bytesRead, 'after clear the tail is read again');
+  t.deepEqual(again.result.stdout, first.result.stdout);
+});
