@@ -137,7 +137,9 @@ export async function writeInputsJson(file: string, mountpoint: string, inputs: 
   try {
     // pipeline() owns the stream's errors: an unwritable config dir rejects here instead of an unhandled
     // 'error' event that would take the whole mount down.
-    await pipeline(Readable.from(batched(inputsJsonChunks(mountpoint, inputs), 64 * 1024)), createWriteStream(tmp));
+    // Small chunks, one at a time, with a turn of the event loop between them: FUSE requests are served on
+    // this same thread, and a million-file inputs.json (~300 MB) must not stall them while it is written.
+    await pipeline(Readable.from(batched(inputsJsonChunks(mountpoint, inputs), 16 * 1024), { highWaterMark: 1 }), createWriteStream(tmp));
     await fs.rename(tmp, file);
   } catch (err) {
     await fs.rm(tmp, { force: true }).catch(() => undefined);
@@ -145,7 +147,7 @@ export async function writeInputsJson(file: string, mountpoint: string, inputs: 
   }
 }
 
-/** Join small strings into chunks of about `bytes`: one stream write per entry cost a busy event loop. */
+/** Join small strings into chunks of about `bytes` (one stream write per entry kept the event loop busy), yielding the loop after each. */
 async function* batched(chunks: AsyncIterable<string>, bytes: number): AsyncGenerator<string> {
   let parts: string[] = [];
   let size = 0;
@@ -156,6 +158,7 @@ async function* batched(chunks: AsyncIterable<string>, bytes: number): AsyncGene
       yield parts.join('');
       parts = [];
       size = 0;
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
   if (parts.length) yield parts.join('');
