@@ -140,17 +140,8 @@ export function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** Deterministic PRNG (mulberry32), so a failing tree can be regenerated from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../helpers/rng.js';
+import { rng } from '../helpers/rng.js';
 
 export interface TreeFile {
   /** Relative `/`-separated path. */

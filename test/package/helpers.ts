@@ -19,17 +19,7 @@ import {
   type WritePackageOptions,
 } from '../../src/package/writer.js';
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../helpers/rng.js';
 
 export function randomBytes(rand: () => number, n: number): Buffer {
   const b = Buffer.allocUnsafe(n);
