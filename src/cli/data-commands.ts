@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
-import { promises as fs, createWriteStream } from 'node:fs';
+import { promises as fs, createReadStream, createWriteStream } from 'node:fs';
 import type { Context } from './context.js';
 import { output, parseSize } from './main.js';
 import { parseUri, type ParsedUri } from '../uri/parse.js';
@@ -23,7 +23,6 @@ import {
 } from '../package/index.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
 import { formatBytes, Progress } from '../util/progress.js';
-import { createReadStream } from 'node:fs';
 
 type Run = (fn: (ctx: Context) => Promise<void>) => Promise<void>;
 

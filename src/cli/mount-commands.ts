@@ -16,7 +16,7 @@ import type { Context } from './context.js';
 import { output, parseSize } from './main.js';
 import { applyInputFlags, checkRequiredInputs, loadInputsFile, parseInputFlags, type InputSpec } from '../inputs/config.js';
 import { mountInputs } from '../fuse/mount-inputs.js';
-import { clearStaleMount, isMounted, mountState } from '../fuse/mountpoint.js';
+import { clearStaleMount, mountState } from '../fuse/mountpoint.js';
 import { describeError, VhfsError } from '../util/errors.js';
 
 type Run = (fn: (ctx: Context) => Promise<void>) => Promise<void>;
@@ -41,6 +41,9 @@ interface MountFlags {
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** statfs(2) f_type of every FUSE filesystem. */
+const FUSE_SUPER_MAGIC = 0x65735546;
 
 interface RunState {
   pid: number;
@@ -164,9 +167,13 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
   process.on('SIGTERM', () => stop('SIGTERM'));
   // Someone else may detach the mount (fusermount -u, umount -l): then there is nothing left to serve.
   // (fuse-native's native side must still be closed then, or its handle keeps this process alive.)
+  // The test is statfs's filesystem type, not /proc/self/mountinfo, which can skip entries while other
+  // mounts change during the read; and it must fail twice in a row.
+  let misses = 0;
   const watch = setInterval(() => {
-    isMounted(mountpoint).then((m) => {
-      if (!m) stop(`${mountpoint} was unmounted from outside`);
+    fs.statfs(mountpoint).then((st) => st.type === FUSE_SUPER_MAGIC, () => false).then((mounted) => {
+      misses = mounted ? 0 : misses + 1;
+      if (misses >= 2) stop(`${mountpoint} was unmounted from outside`);
     }, () => undefined);
   }, 2000);
   watch.unref();

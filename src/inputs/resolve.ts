@@ -26,7 +26,7 @@ import type { CollectionKind, DatumRecord, PackageRef } from '../catalog/types.j
 import { readPackageListing, storeSource } from '../package/index.js';
 import { TreeIndexBuilder, type TreeIndex } from '../index/tree-index.js';
 import { loadIndex, saveIndex } from '../index/persist.js';
-import { layoutInput, type ResolvedFile } from './layout.js';
+import { layoutInput, type Layout, type ResolvedFile } from './layout.js';
 import type { InputSpec } from './config.js';
 import { displayUri, type ParsedUri, type LocalUri } from '../uri/parse.js';
 import { compileGlob } from '../uri/glob.js';
@@ -61,6 +61,15 @@ export interface ResolverOptions {
   log?: (line: string) => void;
 }
 
+/** A datum or local file before the index has numbered its source. */
+interface LooseData {
+  key: string;
+  store?: string;
+  size: number;
+  mtimeMs: number;
+  datum?: DatumRecord;
+}
+
 type Pinned =
   | { kind: 'version'; uri: string; collectionKind: CollectionKind; collection: string; version: string; packages: PackageRef[]; fileCount: number; ctimeMs: number }
   | { kind: 'datum'; uri: string; datum: DatumRecord }
@@ -74,17 +83,19 @@ export class InputResolver {
     for (const uri of spec.uris) pinned.push(await this.pin(uri));
     const identity = this.identity(spec, pinned);
     const file = identity && this.opts.cacheDir ? path.join(this.opts.cacheDir, 'indexes', `${identity}.idx`) : undefined;
-    const describe = () => this.describe(pinned, spec);
+    // Datums and local files are laid out once: the index and inputs.json both come from this layout.
+    const loose = await this.looseLayout(spec, pinned);
+    const describe = () => this.describe(pinned, loose);
     if (file) {
       const cached = await loadIndex(file, (err) => this.opts.log?.(`discarding cached index: ${err.message}`));
-      if (cached) return { spec, index: cached.index, fromCache: true, warnings: [], describe };
+      if (cached) return { spec, index: cached.index, fromCache: true, warnings: loose.warnings, describe };
     }
-    const { index, warnings } = await this.build(spec, pinned);
+    const index = await this.build(spec, pinned, loose);
     if (file) {
       await saveIndex(file, index, { input: spec.name, uris: pinned.map((p) => p.uri) }).catch((err: unknown) =>
         this.opts.log?.(`could not persist the index of input "${spec.name}": ${String(err)}`));
     }
-    return { spec, index, fromCache: false, warnings, describe };
+    return { spec, index, fromCache: false, warnings: loose.warnings, describe };
   }
 
   /** Turn a URI into immutable identities (the only step that may consult the store, for aliases). */
@@ -120,9 +131,8 @@ export class InputResolver {
     return createHash('sha256').update(key).digest('hex');
   }
 
-  private async build(spec: InputSpec, pinned: Pinned[]): Promise<{ index: TreeIndex; warnings: string[] }> {
-    const label = `input "${spec.name}"`;
-    const builder = new TreeIndexBuilder(label);
+  private async build(spec: InputSpec, pinned: Pinned[], loose: Layout<LooseData>): Promise<TreeIndex> {
+    const builder = new TreeIndexBuilder(`input "${spec.name}"`);
     const blobSources = new Map<string, number>();
     const sourceFor = (key: string, size: number, store?: string) => {
       const id = `${store ?? ''}\n${key}`;
@@ -130,33 +140,39 @@ export class InputResolver {
       if (s === undefined) blobSources.set(id, (s = builder.addSource(store === undefined ? { key, size } : { key, size, store })));
       return s;
     };
-    const loose: Array<ResolvedFile<{ source: number; size: number; mtimeMs: number }>> = [];
+    for (const p of pinned) if (p.kind === 'version') await this.addVersion(p, builder, sourceFor);
+    for (const placed of loose.files) {
+      const d = placed.file.data!;
+      builder.add({ path: placed.path, size: d.size, source: sourceFor(d.key, d.size, d.store), offset: 0, mtimeMs: d.mtimeMs });
+    }
+    return builder.build();
+  }
+
+  /** Where the input's datums and local files go (layout rules, collisions); version files keep their paths. */
+  private async looseLayout(spec: InputSpec, pinned: Pinned[]): Promise<Layout<LooseData>> {
+    const loose: Array<ResolvedFile<LooseData>> = [];
     for (const p of pinned) {
-      if (p.kind === 'version') await this.addVersion(p, builder, sourceFor);
-      else if (p.kind === 'datum') {
+      if (p.kind === 'datum') {
         loose.push({
           uri: p.uri, id: `datum://${p.datum.id}`, origin: 'datum', key: p.datum.name,
-          data: { source: sourceFor(p.datum.blobKey, p.datum.size), size: p.datum.size, mtimeMs: Date.parse(p.datum.ctime) },
+          data: { key: p.datum.blobKey, size: p.datum.size, mtimeMs: Date.parse(p.datum.ctime), datum: p.datum },
         });
-      } else {
+      } else if (p.kind === 'local') {
         for (const f of await listLocal(p.parsed, p.uri)) {
           loose.push({
             uri: p.uri, id: `file:///${f.key}`, origin: 'store', key: f.key,
             ...(p.parsed.wildcardRoot !== undefined ? { wildcardRoot: p.parsed.wildcardRoot.slice(1) } : {}),
-            data: { source: sourceFor(f.key, f.size, LOCAL_ROOT_STORE), size: f.size, mtimeMs: f.mtimeMs },
+            data: { key: f.key, store: LOCAL_ROOT_STORE, size: f.size, mtimeMs: f.mtimeMs },
           });
         }
       }
     }
-    const layout = layoutInput(loose, {
+    // `filename` names an input's only file, so it cannot apply when a version contributes files too.
+    const versionFiles = pinned.reduce((n, p) => n + (p.kind === 'version' ? p.fileCount : 0), 0);
+    return layoutInput(loose, {
       input: spec.name, keepDirectories: spec.keepDirectories,
-      ...(spec.filename !== undefined && builder.count === 0 ? { filename: spec.filename } : {}),
+      ...(spec.filename !== undefined && versionFiles === 0 ? { filename: spec.filename } : {}),
     });
-    for (const placed of layout.files) {
-      const d = placed.file.data!;
-      builder.add({ path: placed.path, size: d.size, source: d.source, offset: 0, mtimeMs: d.mtimeMs });
-    }
-    return { index: builder.build(), warnings: layout.warnings };
   }
 
   private async addVersion(
@@ -185,28 +201,19 @@ export class InputResolver {
     }
   }
 
-  private async *describe(pinned: Pinned[], spec: InputSpec): AsyncIterable<InputFileInfo> {
+  private async *describe(pinned: Pinned[], loose: Layout<LooseData>): AsyncIterable<InputFileInfo> {
     const { catalog } = this.opts;
     for (const p of pinned) {
-      if (p.kind === 'version') {
-        for (const f of await catalog.versionFiles(p.collectionKind, p.collection, p.version)) {
-          yield { name: f.path, size: f.size, uri: `datum://${f.datumId}`, datumId: f.datumId, sha256: f.sha256 };
-        }
-      } else if (p.kind === 'datum') {
-        const layout = layoutInput([{ uri: p.uri, id: p.datum.id, origin: 'datum', key: p.datum.name }], {
-          input: spec.name, keepDirectories: spec.keepDirectories,
-          ...(spec.filename !== undefined && pinned.length === 1 ? { filename: spec.filename } : {}),
-        });
-        yield { name: layout.files[0].path, size: p.datum.size, uri: `datum://${p.datum.id}`, datumId: p.datum.id, sha256: p.datum.sha256 };
-      } else {
-        const files = await listLocal(p.parsed, p.uri);
-        const layout = layoutInput(files.map((f) => ({ uri: p.uri, id: f.key, origin: 'store' as const, key: f.key,
-          ...(p.parsed.wildcardRoot !== undefined ? { wildcardRoot: p.parsed.wildcardRoot.slice(1) } : {}), data: f })), {
-          input: spec.name, keepDirectories: spec.keepDirectories,
-          ...(spec.filename !== undefined && pinned.length === 1 ? { filename: spec.filename } : {}),
-        });
-        for (const placed of layout.files) yield { name: placed.path, size: placed.file.data!.size, uri: `file:///${placed.file.key}` };
+      if (p.kind !== 'version') continue;
+      for (const f of await catalog.versionFiles(p.collectionKind, p.collection, p.version)) {
+        yield { name: f.path, size: f.size, uri: `datum://${f.datumId}`, datumId: f.datumId, sha256: f.sha256 };
       }
+    }
+    for (const placed of loose.files) {
+      const d = placed.file.data!;
+      yield d.datum
+        ? { name: placed.path, size: d.size, uri: `datum://${d.datum.id}`, datumId: d.datum.id, sha256: d.datum.sha256 }
+        : { name: placed.path, size: d.size, uri: `file:///${d.key}` };
     }
   }
 }
