@@ -167,12 +167,13 @@ async function serve(ctx: Context, o: MountFlags, specs: InputSpec[], mountpoint
   process.on('SIGTERM', () => stop('SIGTERM'));
   // Someone else may detach the mount (fusermount -u, umount -l): then there is nothing left to serve.
   // (fuse-native's native side must still be closed then, or its handle keeps this process alive.)
-  // The test is statfs's filesystem type, not /proc/self/mountinfo, which can skip entries while other
-  // mounts change during the read; and it must fail twice in a row.
+  // The evidence is statfs reporting another filesystem type at the mountpoint, twice in a row: not
+  // /proc/self/mountinfo, which can skip entries while other mounts change during the read, and not an
+  // error (a slow or failed statfs under load says nothing about who is mounted there).
   let misses = 0;
   const watch = setInterval(() => {
-    fs.statfs(mountpoint).then((st) => st.type === FUSE_SUPER_MAGIC, () => false).then((mounted) => {
-      misses = mounted ? 0 : misses + 1;
+    fs.statfs(mountpoint).then((st) => {
+      misses = st.type === FUSE_SUPER_MAGIC ? 0 : misses + 1;
       if (misses >= 2) stop(`${mountpoint} was unmounted from outside`);
     }, () => undefined);
   }, 2000);

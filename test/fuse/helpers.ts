@@ -142,10 +142,15 @@ export async function cleanupMount(m: Pick<Mounted, 'home' | 'root' | 'mnt' | 'p
 }
 
 /** Ask the daemon for fresh counters (SIGUSR1) and read the stats file once it has been rewritten. */
-export async function readStats(file: string, pid: number): Promise<StatsFile> {
+export async function readStats(file: string, pid: number, log?: string): Promise<StatsFile> {
   const before = await fs.stat(file).then((s) => s.mtimeMs, () => 0);
   process.kill(pid, 'SIGUSR1');
-  await waitFor(async () => (await fs.stat(file).then((s) => s.mtimeMs, () => 0)) > before, 20_000, `${file} to be rewritten`);
+  try {
+    await waitFor(async () => (await fs.stat(file).then((s) => s.mtimeMs, () => 0)) > before, 20_000, `${file} to be rewritten`);
+  } catch (err) {
+    const tail = log ? (await fs.readFile(log, 'utf8').catch(() => '')).trim().split('\n').slice(-8).join('\n') : '';
+    throw new Error(`${(err as Error).message}; daemon ${pid} ${pidAlive(pid) ? 'alive' : 'gone'}; log tail:\n${tail}`);
+  }
   return JSON.parse(await fs.readFile(file, 'utf8')) as StatsFile;
 }
 

@@ -469,14 +469,14 @@ async function checkBigMounts(t: ExecutionContext, dir: string, home: string, ur
   t0 = Date.now();
   await listAndCount(m1.mnt);
   const listMs = Date.now() - t0;
-  const s1 = await readStats(stats1, m1.pid);
+  const s1 = await readStats(stats1, m1.pid, m1.log);
   t.log(`first mount ${mountMs} ms, ls + find ${listMs} ms; store ${JSON.stringify(s1.store)}; package index ${indexBytes} bytes`);
   t.true(s1.store.bytesRead > 0, 'the first mount read the package index from the store');
   t.true(s1.store.bytesRead <= indexBytes, `store bytes read ${s1.store.bytesRead} > tail + central directory ${indexBytes}`);
   t.is(s1.cache.storeFetches, 0, 'no block was fetched for file data');
   // inputs.json (100,000 entries) is written in the background; wait for it before unmounting.
   await waitFor(() => fs.access(m1.inputsJson).then(() => true, () => false), 60_000, 'inputs.json');
-  const s1b = await readStats(stats1, m1.pid);
+  const s1b = await readStats(stats1, m1.pid, m1.log);
   t.true(s1b.store.bytesRead <= indexBytes, 'writing inputs.json read nothing from the store');
 
   const un = await vhfs(home, ['unmount', '--root', root1]);
@@ -488,7 +488,7 @@ async function checkBigMounts(t: ExecutionContext, dir: string, home: string, ur
   t0 = Date.now();
   const m2 = await mount(t, home, path.join(dir, 'r2'), ['--input', `big=${uri}`, '--stats-file', stats2]);
   await listAndCount(m2.mnt);
-  const s2 = await readStats(stats2, m2.pid);
+  const s2 = await readStats(stats2, m2.pid, m2.log);
   t.log(`second mount + ls + find ${Date.now() - t0} ms; store ${JSON.stringify(s2.store)}`);
   t.is(s2.store.bytesRead, 0, 'the second mount read bytes from the store');
   t.is(s2.store.gets, 0);
