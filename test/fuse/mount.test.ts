@@ -514,9 +514,11 @@ test('6a: SIGKILLed daemon leaves a stale mount (ENOTCONN); a new mount replaces
   await waitFor(() => !pidAlive(m1.pid), 10_000, 'the daemon to die');
   const st = await run('stat', [m1.mnt]);
   t.not(st.code, 0);
-  t.true(st.stderr.includes('Transport endpoint is not connected'), st.stderr);
+  // The kernel says ENOTCONN once the daemon is gone, or ECONNABORTED for a request that was in flight
+  // (or queued) when it died: both mean a stale mount.
+  t.regex(st.stderr, /Transport endpoint is not connected|Software caused connection abort/, st.stderr);
   const errno = await python<number | null>('import os,sys,json\ntry:\n  os.stat(sys.argv[1]); print("null")\nexcept OSError as e:\n  print(e.errno)', [m1.mnt]);
-  t.is(errno, 107, 'ENOTCONN');
+  t.true(errno === 107 || errno === 103, `ENOTCONN or ECONNABORTED, got ${errno}`);
   t.true(await isMounted(m1.mnt), 'the stale mount is still listed');
 
   // A new mount on the same root clears the stale one and serves files.
