@@ -16,6 +16,12 @@ export interface GlobalOptions {
   verbose?: boolean;
 }
 
+/** How a command runs: with a Context opened for it and closed after it. */
+export type Run = (fn: (ctx: Context) => Promise<void>) => Promise<void>;
+
+/** Commander accumulator for repeatable options. */
+export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
 export class Context {
   readonly home: string;
   readonly storeUrl: string;

@@ -7,26 +7,23 @@ import type { Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
 import { promises as fs, createReadStream, createWriteStream } from 'node:fs';
-import type { Context } from './context.js';
+import { collect, type Context, type Run } from './context.js';
 import { output, parseSize } from './main.js';
 import { parseUri, type ParsedUri } from '../uri/parse.js';
 import { createVersion, listDirectory, DEFAULT_MAX_PACKAGE_SIZE } from '../catalog/create-version.js';
 import type { CollectionKind, DatumRecord, Producer } from '../catalog/types.js';
-import { InputResolver, LOCAL_ROOT_STORE, type ResolvedInput } from '../inputs/resolve.js';
+import { InputResolver, openSourceStore, type ResolvedInput } from '../inputs/resolve.js';
 import type { KeepDirectories } from '../inputs/layout.js';
 import { castKeepDirectories } from '../inputs/config.js';
 import { BlockCache } from '../cache/block-cache.js';
 import { NOT_FOUND, isFile, dirIndex, type IndexSource } from '../index/tree-index.js';
-import { openStore } from '../store/index.js';
 import {
   writePackage, readPackageListing, verifyMember, fileSource, storeSource, partFileName, type PackageEntry,
 } from '../package/index.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
 import { formatBytes, Progress } from '../util/progress.js';
 
-type Run = (fn: (ctx: Context) => Promise<void>) => Promise<void>;
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function producer(tool: string): Producer {
   return {
@@ -337,7 +334,7 @@ export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, 
     ends.set(source, Math.max(ends.get(source) ?? 0, a.fileOffset[ref] + a.fileSize[ref]));
   }
   const cache = new BlockCache({
-    store: ctx.store, storeFor: (url) => openStore(url === LOCAL_ROOT_STORE ? '/' : url),
+    store: ctx.store, storeFor: openSourceStore,
     readaheadLimit: (s) => ends.get(s),
   });
   const chunk = Buffer.alloc(cache.blockSize);

@@ -12,14 +12,13 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { openSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { Context } from './context.js';
+import { collect, type Context, type Run } from './context.js';
 import { output, parseSize } from './main.js';
 import { applyInputFlags, checkRequiredInputs, loadInputsFile, parseInputFlags, type InputSpec } from '../inputs/config.js';
 import { mountInputs } from '../fuse/mount-inputs.js';
 import { clearStaleMount, mountState } from '../fuse/mountpoint.js';
 import { describeError, VhfsError } from '../util/errors.js';
 
-type Run = (fn: (ctx: Context) => Promise<void>) => Promise<void>;
 
 interface MountFlags {
   root: string;
@@ -40,7 +39,6 @@ interface MountFlags {
   readahead?: string;
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** statfs(2) f_type of every FUSE filesystem. */
 const FUSE_SUPER_MAGIC = 0x65735546;

@@ -19,12 +19,12 @@ import type Fuse from 'fuse-native';
 import type { Catalog } from '../catalog/catalog.js';
 import { BlockCache, DEFAULT_BLOCK_SIZE } from '../cache/block-cache.js';
 import { LocalBlockDisk } from '../cache/disk-blocks.js';
-import { InputResolver, LOCAL_ROOT_STORE } from '../inputs/resolve.js';
+import { InputResolver, openSourceStore } from '../inputs/resolve.js';
 import { InputSet } from '../inputs/input-set.js';
 import type { InputSpec } from '../inputs/config.js';
 import { inputsOps } from './inputs-fs.js';
 import { mountFuse, unmountFuse } from './mountpoint.js';
-import { openStore, type ObjectStore } from '../store/index.js';
+import type { ObjectStore } from '../store/index.js';
 import { describeError } from '../util/errors.js';
 
 export interface KernelCacheOptions {
@@ -83,7 +83,7 @@ export async function mountInputs(opts: InputsMountOptions): Promise<InputsMount
     store,
     storeFor: (url) => {
       let s = localStores.get(url);
-      if (!s) localStores.set(url, (s = openStore(url === LOCAL_ROOT_STORE ? '/' : url)));
+      if (!s) localStores.set(url, (s = openSourceStore(url)));
       return s;
     },
     blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE,

@@ -31,9 +31,15 @@ import type { InputSpec } from './config.js';
 import { displayUri, type ParsedUri, type LocalUri } from '../uri/parse.js';
 import { compileGlob } from '../uri/glob.js';
 import { VhfsError } from '../util/errors.js';
+import { openStore, type ObjectStore } from '../store/index.js';
 
 /** URL under which local-path inputs are read: a directory store rooted at `/`. */
 export const LOCAL_ROOT_STORE = 'file:///';
+
+/** The store an `IndexSource.store` URL names (local-path inputs read through a store rooted at `/`). */
+export function openSourceStore(url: string): ObjectStore {
+  return openStore(url === LOCAL_ROOT_STORE ? '/' : url);
+}
 
 /** What `inputs.json` says of one file, before the mount's absolute path is known. */
 export interface InputFileInfo {
