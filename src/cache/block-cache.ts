@@ -17,8 +17,9 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { ObjectStore } from '../store/types.js';
-import type { IndexSource } from '../index/tree-index.js';
+import type { ObjectRef } from '../store/types.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
+import { DEFAULTS } from '../config/options.js';
 
 /** A persistent tier for blocks, keyed by (store url, object key, block size, block number). */
 export interface BlockDisk {
@@ -29,7 +30,7 @@ export interface BlockDisk {
 export interface BlockCacheOptions {
   /** The store of sources that name none. */
   store: ObjectStore;
-  /** The store of sources that name one (`IndexSource.store`). */
+  /** The store of sources that name one (`ObjectRef.store`). */
   storeFor?: (url: string) => ObjectStore;
   blockSize?: number;
   memoryBytes?: number;
@@ -41,7 +42,7 @@ export interface BlockCacheOptions {
    * Readahead never goes past this offset of a source (default: its end). A reader that knows what it
    * will read (`vhfs cat` of some files) stops the cache fetching what nobody asked for.
    */
-  readaheadLimit?: (source: IndexSource) => number | undefined;
+  readaheadLimit?: (source: ObjectRef) => number | undefined;
   /** Called with one line when a background fetch or a disk write fails (never throws into readers). */
   warn?: (message: string) => void;
 }
@@ -55,8 +56,6 @@ export interface BlockCacheStats {
   waits: number;
 }
 
-export const DEFAULT_BLOCK_SIZE = 256 * 1024;
-export const DEFAULT_READAHEAD_BYTES = 8 * 1024 * 1024;
 
 interface SequenceState {
   lastBlock: number;
@@ -77,22 +76,22 @@ export class BlockCache {
   private readonly fetchTimeoutMs: number;
   private readonly maxReadahead: number;
   private readonly warn: (message: string) => void;
-  private readonly readaheadLimit?: (source: IndexSource) => number | undefined;
+  private readonly readaheadLimit?: (source: ObjectRef) => number | undefined;
 
   constructor(opts: BlockCacheOptions) {
     this.store = opts.store;
     this.storeFor = opts.storeFor ?? (() => opts.store);
-    this.blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
+    this.blockSize = opts.blockSize ?? DEFAULTS.blockSize;
     if (!Number.isInteger(this.blockSize) || this.blockSize < 4096 || (this.blockSize & (this.blockSize - 1)) !== 0) {
       throw new VhfsError('BAD_ARGUMENT', `block size ${this.blockSize}: must be a power of two of at least 4096`);
     }
     this.memory = new LRUCache<string, Buffer>({
-      maxSize: Math.max(opts.memoryBytes ?? 256 * 1024 * 1024, this.blockSize * 4),
+      maxSize: Math.max(opts.memoryBytes ?? DEFAULTS.memoryBytes, this.blockSize * 4),
       sizeCalculation: (b) => Math.max(b.length, 1),
     });
     this.disk = opts.disk;
-    this.fetchTimeoutMs = opts.fetchTimeoutMs ?? 10_000;
-    this.maxReadahead = Math.floor((opts.readaheadBytes ?? DEFAULT_READAHEAD_BYTES) / this.blockSize);
+    this.fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs;
+    this.maxReadahead = Math.floor((opts.readaheadBytes ?? DEFAULTS.readaheadBytes) / this.blockSize);
     this.warn = opts.warn ?? (() => {});
     this.readaheadLimit = opts.readaheadLimit;
   }
@@ -101,7 +100,7 @@ export class BlockCache {
    * Copy `length` bytes at `offset` of `source` into `dst` if every block is in memory; returns the number
    * of bytes copied, or -1 when a block is missing (then call `read`).
    */
-  tryReadSync(source: IndexSource, offset: number, length: number, dst: Buffer): number {
+  tryReadSync(source: ObjectRef, offset: number, length: number, dst: Buffer): number {
     const end = Math.min(offset + length, source.size);
     if (end <= offset) return 0;
     const bs = this.blockSize;
@@ -121,7 +120,7 @@ export class BlockCache {
   }
 
   /** Read `length` bytes at `offset` (clipped to the object's end) into `dst`; resolves with the byte count. */
-  async read(source: IndexSource, offset: number, length: number, dst: Buffer): Promise<number> {
+  async read(source: ObjectRef, offset: number, length: number, dst: Buffer): Promise<number> {
     const sync = this.tryReadSync(source, offset, length, dst);
     if (sync >= 0) return sync;
     const end = Math.min(offset + length, source.size);
@@ -150,7 +149,7 @@ export class BlockCache {
     return this.memory.calculatedSize;
   }
 
-  private async getBlocks(source: IndexSource, first: number, last: number): Promise<Buffer[]> {
+  private async getBlocks(source: ObjectRef, first: number, last: number): Promise<Buffer[]> {
     const result: Array<Buffer | Promise<Buffer> | undefined> = [];
     const missing: number[] = [];
     for (let b = first; b <= last; b++) {
@@ -168,7 +167,7 @@ export class BlockCache {
   }
 
   /** Start fetching `blocks` (sorted, none cached or in flight); one promise per block, registered in flight. */
-  private fetchBlocks(source: IndexSource, blocks: number[]): Array<Promise<Buffer>> {
+  private fetchBlocks(source: ObjectRef, blocks: number[]): Array<Promise<Buffer>> {
     const promises: Array<Promise<Buffer>> = [];
     // Group into runs of consecutive blocks: one ranged GET per run.
     let runStart = 0;
@@ -180,7 +179,7 @@ export class BlockCache {
     return promises;
   }
 
-  private fetchRun(source: IndexSource, first: number, last: number): Array<Promise<Buffer>> {
+  private fetchRun(source: ObjectRef, first: number, last: number): Array<Promise<Buffer>> {
     const run = this.loadRun(source, first, last);
     const promises: Array<Promise<Buffer>> = [];
     for (let b = first; b <= last; b++) {
@@ -196,7 +195,7 @@ export class BlockCache {
     return promises;
   }
 
-  private async loadRun(source: IndexSource, first: number, last: number): Promise<Buffer[]> {
+  private async loadRun(source: ObjectRef, first: number, last: number): Promise<Buffer[]> {
     const bs = this.blockSize;
     if (this.disk) {
       const fromDisk = await Promise.all(
@@ -239,7 +238,7 @@ export class BlockCache {
     return blocks;
   }
 
-  private diskName(source: IndexSource): string {
+  private diskName(source: ObjectRef): string {
     return `${source.store ?? this.store.url}/${source.key}`;
   }
 
@@ -247,7 +246,7 @@ export class BlockCache {
    * Track sequential access and read ahead in batches: when fewer than half a window of blocks remain
    * ahead of the reader, the window doubles and the next batch is fetched as one ranged GET.
    */
-  private noteAccess(source: IndexSource, first: number, last: number): void {
+  private noteAccess(source: ObjectRef, first: number, last: number): void {
     if (this.maxReadahead <= 0) return;
     const seq = this.sequences.get(source.key);
     const sequential = seq !== undefined && (first === seq.lastBlock || first === seq.lastBlock + 1);

@@ -36,7 +36,7 @@ import { openStore, type ObjectStore } from '../store/index.js';
 /** URL under which local-path inputs are read: a directory store rooted at `/`. */
 export const LOCAL_ROOT_STORE = 'file:///';
 
-/** The store an `IndexSource.store` URL names (local-path inputs read through a store rooted at `/`). */
+/** The store an `ObjectRef.store` URL names (local-path inputs read through a store rooted at `/`). */
 export function openSourceStore(url: string): ObjectStore {
   return openStore(url === LOCAL_ROOT_STORE ? '/' : url);
 }

@@ -78,6 +78,19 @@ export interface ObjectStore {
   close?(): Promise<void>;
 }
 
+/**
+ * One immutable object that holds bytes a reader wants (a package, a blob, a local file): what an index
+ * entry points into and what the block cache fetches from. Immutability is what lets every layer cache it.
+ */
+export interface ObjectRef {
+  /** Key of the object in its store. */
+  key: string;
+  /** URL of the store holding it, when not the catalog's own store (e.g. a local-path input). */
+  store?: string;
+  /** Object size, for range checks and the last block's length. */
+  size: number;
+}
+
 export function newStoreStats(): StoreStats {
   return { gets: 0, bytesRead: 0, puts: 0, bytesWritten: 0, heads: 0, lists: 0 };
 }
