@@ -54,7 +54,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify({ error: { code: isVhfsError(err) ? err.code : 'INTERNAL', message: describeError(err) } })}\n`);
     }
     process.stderr.write(`vhfs: ${describeError(err)}\n`);
-    if (!isVhfsError(err) && process.env.VHFS_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    if (!isVhfsError(err) && program.opts().debug) process.stderr.write(`${(err as Error).stack}\n`);
   }
   // A served mount's native handle would keep the process alive after it is unmounted.
   if (exitWhenDone) process.exit(exitCode || (typeof process.exitCode === 'number' ? process.exitCode : 0));

@@ -84,6 +84,7 @@ export const GLOBAL_OPTIONS = {
   quiet: { flags: '-q, --quiet', help: 'no progress or informational lines' },
   verbose: { flags: '-v, --verbose', help: 'also say how URIs were resolved and what was read' },
   stats: { flags: '--stats', help: 'print the object store request counters to stderr when done' },
+  debug: { flags: '--debug', env: 'VHFS_DEBUG', help: 'print the stack of an unexpected error (for bug reports)' },
 } satisfies OptionGroup;
 
 /** How a mount reads: block cache, deadlines, kernel caching. Also used by `vhfs cat`, which reads the same way. */
@@ -127,7 +128,7 @@ export const MOUNT_OPTIONS = {
   force: { flags: '--force', help: 'replace a live or hung mount, or mount over a non-empty directory' },
   ...READ_OPTIONS,
   kernelCache: {
-    flags: '--no-kernel-cache', default: true,
+    flags: '--no-kernel-cache', default: true, defaultText: 'on',
     help: 'do not keep file pages in the kernel page cache across opens (for measurements)',
   },
   cacheTimeout: {
@@ -179,6 +180,16 @@ export function optionValues<G extends OptionGroup>(group: G, parsed: Record<str
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(group)) out[key] = parsed[key];
   return out as OptionValues<G>;
+}
+
+/** A Markdown table of a group's options (README's option sections are generated from it and checked by a test). */
+export function optionsMarkdown(group: OptionGroup): string {
+  const rows = Object.values(group).map((s) => {
+    const flags = s.negatable ? `${s.flags}, --no-${s.flags.replace(/^--/, '').split(' ')[0]}` : s.flags;
+    const def = s.defaultText ?? (s.default === undefined ? '' : String(s.default));
+    return `| \`${flags}\` | ${s.env ? `\`${s.env}\`` : ''} | ${def ? `\`${def}\`` : ''} | ${s.help} |`;
+  });
+  return ['| option | environment | default | what it does |', '|---|---|---|---|', ...rows].join('\n');
 }
 
 /** The Valohai directories a mount uses, from `--root` and the per-directory overrides. */

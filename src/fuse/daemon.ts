@@ -114,10 +114,10 @@ export async function spawnDaemon(opts: { home: string; mountpoint: string; args
   await rotateLog(log);
   const fd = openSync(log, 'a', 0o600);
   const child = spawn(process.execPath, [...process.execArgv, opts.script, DAEMON_COMMAND], {
-    detached: true, stdio: ['ignore', fd, fd, 'ipc'], env: { ...process.env, VHFS_DAEMON_LOG: log },
+    detached: true, stdio: ['ignore', fd, fd, 'ipc'],
   });
   closeSync(fd);
-  child.send({ args: [...opts.args, '--foreground'] });
+  child.send({ args: [...opts.args, '--foreground'], log });
   type Message = { ready?: Record<string, unknown>; error?: { code: VhfsErrorCode; message: string } };
   const result = await new Promise<Message & { exit?: number | null }>((resolve) => {
     child.once('message', (m) => resolve(m as Message));
@@ -134,6 +134,9 @@ export async function spawnDaemon(opts: { home: string; mountpoint: string; args
   return { pid: child.pid!, log, info: result.ready };
 }
 
+/** The log file a daemon writes to (its stdout and stderr), as its parent said. */
+let daemonLog = '';
+
 /** In the child started by `spawnDaemon`: the arguments the parent sent. */
 export function receiveDaemonArgs(): Promise<string[]> {
   return new Promise((resolve, reject) => {
@@ -141,7 +144,11 @@ export function receiveDaemonArgs(): Promise<string[]> {
       reject(new VhfsError('BAD_ARGUMENT', `"vhfs ${DAEMON_COMMAND}" is started by "vhfs mount"; run that instead`));
       return;
     }
-    process.once('message', (m) => resolve((m as { args: string[] }).args));
+    process.once('message', (m) => {
+      const message = m as { args: string[]; log: string };
+      daemonLog = message.log;
+      resolve(message.args);
+    });
   });
 }
 
@@ -196,7 +203,7 @@ export async function serveDaemon(opts: ServeOptions): Promise<number> {
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const state: RunState = {
     pid: process.pid, startTime: (await processStartTime(process.pid)) ?? '', mountpoint: opts.mountpoint,
-    started: new Date().toISOString(), log: process.env.VHFS_DAEMON_LOG ?? '',
+    started: new Date().toISOString(), log: daemonLog,
   };
   await fs.writeFile(file, JSON.stringify(state), { mode: 0o600 });
 
