@@ -9,7 +9,7 @@
  * cheap), `read` fetches what is missing. A failure names the input, the file and the byte range.
  */
 import type { Catalog } from '../catalog/catalog.js';
-import { BlockCache } from '../cache/block-cache.js';
+import { BlockCache, type FileExtent } from '../cache/block-cache.js';
 import { LocalBlockDisk } from '../cache/disk-blocks.js';
 import type { ObjectRef, ObjectStore } from '../store/types.js';
 import { DEFAULTS } from '../config/options.js';
@@ -58,7 +58,7 @@ export class ReadPath {
   readSync(input: ResolvedInput, file: number, position: number, length: number, into: Buffer): number {
     const range = this.range(input, file, position, length);
     if (range === undefined) return 0;
-    return this.cache.tryReadSync(range.source, range.offset, range.length, into);
+    return this.cache.tryReadSync(range.source, range.offset, range.length, into, range.file);
   }
 
   /** Read file `file`'s bytes at `position` into `into`; resolves with the count (0 at or past the end). */
@@ -66,7 +66,7 @@ export class ReadPath {
     const range = this.range(input, file, position, length);
     if (range === undefined) return 0;
     try {
-      return await this.cache.read(range.source, range.offset, range.length, into);
+      return await this.cache.read(range.source, range.offset, range.length, into, range.file);
     } catch (err) {
       const what = `input "${input.spec.name}": reading "${input.index.filePath(file)}" bytes ${position}-${position + range.length - 1}`;
       if (isVhfsError(err)) throw new VhfsError(err.code, `${what}: ${err.message}`, { cause: err });
@@ -81,11 +81,16 @@ export class ReadPath {
     await Promise.all(stores.map((s) => s.close?.()));
   }
 
-  private range(input: ResolvedInput, file: number, position: number, length: number): { source: ObjectRef; offset: number; length: number } | undefined {
+  private range(input: ResolvedInput, file: number, position: number, length: number): { source: ObjectRef; offset: number; length: number; file: FileExtent } | undefined {
     const a = input.index.arrays;
     const size = a.fileSize[file];
     if (position >= size || length <= 0) return undefined;
-    return { source: input.index.sources[a.fileSource[file]], offset: a.fileOffset[file] + position, length: Math.min(length, size - position) };
+    const source = input.index.sources[a.fileSource[file]];
+    const start = a.fileOffset[file];
+    return {
+      source, offset: start + position, length: Math.min(length, size - position),
+      file: source.integrity?.memberCrc32 ? { start, size, crc32: a.fileCrc[file] } : { start, size },
+    };
   }
 
   private sourceStore(url: string): ObjectStore {

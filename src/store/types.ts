@@ -89,6 +89,18 @@ export interface ObjectRef {
   store?: string;
   /** Object size, for range checks and the last block's length. */
   size: number;
+  /** How bytes read from it are checked; absent: they are not (local files, objects of other tools). */
+  integrity?: ObjectIntegrity;
+}
+
+/** What an immutable object's bytes can be checked against (see src/cache/block-cache.ts for how). */
+export interface ObjectIntegrity {
+  /** A chunk table (src/util/chunk-hashes.ts) covering the object: where to read it, in the same store. */
+  chunkTable?: { key: string; offset: number; length: number };
+  /** SHA-256 (hex) of the whole object: a content-addressed blob. */
+  sha256?: string;
+  /** The index's per-file CRC-32 values are the members' CRC-32s (a zip package). */
+  memberCrc32?: boolean;
 }
 
 export function newStoreStats(): StoreStats {
