@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promises as fs, createReadStream, createWriteStream } from 'node:fs';
 import { collect, output, type Context, type Run } from './context.js';
-import { parseSize } from '../config/options.js';
+import { addOptions, optionValues, parseSize, READ_OPTIONS } from '../config/options.js';
 import { parseUri, type ParsedUri } from '../uri/parse.js';
 import { createVersion, listDirectory, DEFAULT_MAX_PACKAGE_SIZE } from '../catalog/create-version.js';
 import type { CollectionKind, DatumRecord, Producer } from '../catalog/types.js';
@@ -191,16 +191,18 @@ export function registerDataCommands(program: Command, run: Run): void {
       output(ctx, rows, () => rows.map((r) => (o.long ? `${r.type === 'dir' ? '-' : String(r.size).padStart(12)}  ${r.mtime.padEnd(24)}  ${r.path}` : r.path)).join('\n'));
     }));
 
-  program
+  const cat = program
     .command('cat')
     .description('write files\' bytes to stdout, in order (read by byte range through the block cache, as the mount does)')
     .argument('<uri>', 'datum://ID, or a multi-file URI followed by PATHs')
     .argument('[paths...]', 'paths of files inside the URI')
-    .option('-o, --output <file>', 'write to a file instead of stdout')
-    .action((uri: string, paths: string[], o: { output?: string }) => run(async (ctx) => {
-      const input = await resolveOne(ctx, uri, 'full');
+    .option('-o, --output <file>', 'write to a file instead of stdout');
+  addOptions(cat, CAT_OPTIONS);
+  cat.action((uri: string, paths: string[], o: { output?: string } & Record<string, unknown>) => run(async (ctx) => {
+      const read = optionValues(CAT_OPTIONS, o);
+      const input = await resolveOne(ctx, uri, 'full', read.fetchTimeout);
       const out = o.output ? createWriteStream(o.output) : process.stdout;
-      await catFiles(ctx, uri, input, paths, out);
+      await catFiles(ctx, uri, input, paths, out, read);
       if (o.output) await new Promise<void>((r, j) => (out as ReturnType<typeof createWriteStream>).end((e?: Error | null) => (e ? j(e) : r())));
     }));
 
@@ -307,15 +309,21 @@ async function listCollections(ctx: Context, kind: CollectionKind, name: string 
   ].join('\n'));
 }
 
-async function resolveOne(ctx: Context, uri: string, keepDirectories: KeepDirectories): Promise<ResolvedInput> {
+/** The read options `vhfs cat` shares with the mount. */
+const CAT_OPTIONS = { blockSize: READ_OPTIONS.blockSize, fetchTimeout: READ_OPTIONS.fetchTimeout };
+
+async function resolveOne(ctx: Context, uri: string, keepDirectories: KeepDirectories, readTimeoutMs?: number): Promise<ResolvedInput> {
   const parsed: ParsedUri = parseUri(uri);
   const catalog = await ctx.catalog();
-  const resolver = new InputResolver({ catalog, cacheDir: ctx.cacheDir, log: (l) => ctx.debug(l) });
+  const resolver = new InputResolver({ catalog, cacheDir: ctx.cacheDir, log: (l) => ctx.debug(l), ...(readTimeoutMs ? { readTimeoutMs } : {}) });
   return resolver.resolve({ name: uri, uris: [parsed], keepDirectories, optional: false, download: 'always' });
 }
 
 /** Stream the files at `paths` of a resolved URI (or its only file) to `out`, read exactly as the mount reads them. */
-export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, paths: readonly string[], out: NodeJS.WritableStream): Promise<void> {
+export async function catFiles(
+  ctx: Context, uri: string, input: ResolvedInput, paths: readonly string[], out: NodeJS.WritableStream,
+  read: { blockSize?: number; fetchTimeout?: number } = {},
+): Promise<void> {
   const index = input.index;
   const refs: number[] = [];
   if (paths.length === 0) {
@@ -337,6 +345,7 @@ export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, 
   }
   const reader = new ReadPath({
     catalog: await ctx.catalog(), cacheDir: ctx.cacheDir, diskCache: false, readaheadLimit: (s) => ends.get(s), log: (l) => ctx.debug(l),
+    ...(read.blockSize ? { blockSize: read.blockSize } : {}), ...(read.fetchTimeout ? { fetchTimeoutMs: read.fetchTimeout } : {}),
   });
   try {
     const chunk = Buffer.alloc(reader.cache.blockSize);

@@ -26,7 +26,7 @@
  */
 import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readdir, readFile, readlink, realpath, stat, statfs } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, readlink, realpath, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import Fuse from 'fuse-native';
 import type { FuseOptions, Ops } from 'fuse-native';
@@ -287,7 +287,38 @@ export async function clearStaleMount(path: string, opts: { force?: boolean } = 
   const was = await mountState(target);
   if (was === 'not-mounted') return { path: target, action: 'none', was };
   if (was === 'live' && !opts.force) throw await conflictError(target);
-  return { path: target, action: await detach(target), was };
+  // Processes blocked on a hung mount stay blocked after a lazy detach; aborting the connection first
+  // releases them (ECONNABORTED), so nothing waits on a daemon that will never answer.
+  const aborted = was === 'hung' ? await abortConnection(target) : undefined;
+  const detached = await detach(target);
+  return { path: target, action: aborted ? `${aborted} + ${detached}` : detached, was };
+}
+
+const FUSECTL = '/sys/fs/fuse/connections';
+
+/**
+ * Abort the FUSE connection of the mount at `path` (fusectl's `abort` file): every request waiting on its
+ * daemon fails at once with ECONNABORTED and the mount is dead from then on. Only for a hung mount. Mounts
+ * fusectl if it is not (root only). Returns what was done, or undefined if it could not be done.
+ */
+export async function abortConnection(path: string): Promise<string | undefined> {
+  const info = await mountInfo(path);
+  const connection = info && isFuseType(info.fsType) ? fuseConnection(info) : undefined;
+  if (connection === undefined) return undefined;
+  const file = join(FUSECTL, String(connection), 'abort');
+  const write = () => writeFile(file, '1');
+  try {
+    await write();
+  } catch {
+    const mounted = await run('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], 5000);
+    if (!mounted.ok) return undefined;
+    try {
+      await write();
+    } catch {
+      return undefined;
+    }
+  }
+  return `abort of FUSE connection ${connection}`;
 }
 
 async function conflictError(path: string, what = 'is already mounted'): Promise<VhfsError> {
@@ -380,7 +411,8 @@ export function ownMountDevice(path: string): string | undefined {
 async function detachOwn(path: string): Promise<void> {
   const device = ownMounts.get(path);
   if (device === undefined) {
-    await detach(path);
+    // Not a mount of ours that we could identify: detach the top mount once, never a stack of them.
+    if (await isMounted(path)) await detachOnce(path);
     return;
   }
   ownMounts.delete(path);
@@ -458,8 +490,16 @@ export async function mountFuse(path: string, ops: Ops, opts: MountOptions = {})
     const msg = (err as Error).message;
     throw new VhfsError('STORE', `cannot mount ${target}: ${msg}${hintFor(msg)}`, { cause: err });
   }
-  const info = await mountInfo(target);
-  if (info) ownMounts.set(target, info.device);
+  // Remember which connection is ours, so that our unmount never detaches a later mount on the same path.
+  // One read of mountinfo can miss an entry while other mounts change: look again until it shows up.
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const info = await mountInfo(target);
+    if (info && isFuseType(info.fsType)) {
+      ownMounts.set(target, info.device);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
   return fuse;
 }
 
