@@ -29,7 +29,7 @@ import { createHash } from 'node:crypto';
 import { openSync, closeSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describeError, isVhfsError, VhfsError, type VhfsErrorCode } from '../util/errors.js';
-import { canonicalPath, mountInfo, ownMountDevice } from './mountpoint.js';
+import { canonicalPath, servedByUs } from './mountpoint.js';
 
 export interface ServedMounts {
   /** Mountpoints whose detachment from outside ends the daemon. */
@@ -240,34 +240,20 @@ export async function serveDaemon(opts: ServeOptions): Promise<number> {
   return code;
 }
 
-/** statfs(2) f_type of every FUSE filesystem. */
-const FUSE_SUPER_MAGIC = 0x65735546;
-
 /**
- * Call `onGone(mountpoint)` when the mount we made at one of `mountpoints` is no longer there, by either
- * evidence seen twice in a row (2 s apart): statfs reports another filesystem type (detached from outside),
- * or mountinfo lists a mount on top of the path with another FUSE connection than ours (replaced by a newer
- * daemon with --force). Not the absence of our line in mountinfo, which a read can skip while other mounts
- * change, and not an error (a slow or failed statfs under load says nothing about who is mounted there).
- * Not stat either: it would prime the kernel's attribute cache of the mount root for a day.
+ * Call `onGone(mountpoint)` when the path no longer serves the mount we made there (detached from outside,
+ * or replaced by a newer daemon with --force), seen twice in a row, 2 s apart: a statfs of the path that our
+ * own handler did not answer (`servedByUs`). A statfs that does not answer in time is no evidence either way.
  */
 async function watchOutsideUnmount(mountpoints: string[], onGone: (mountpoint: string) => void): Promise<() => void> {
   const canonical = await Promise.all(mountpoints.map(canonicalPath));
   const misses = mountpoints.map(() => 0);
-  const check = async (mp: string): Promise<boolean | undefined> => {
-    const st = await fs.statfs(mp).catch(() => undefined);
-    if (st && st.type !== FUSE_SUPER_MAGIC) return true;
-    const ours = ownMountDevice(canonical[mountpoints.indexOf(mp)]);
-    const top = ours === undefined ? undefined : await mountInfo(mp).catch(() => undefined);
-    if (top && top.device !== ours) return true;
-    return st ? false : undefined;
-  };
   const timer = setInterval(() => {
-    mountpoints.forEach((mp, i) => {
-      check(mp).then((gone) => {
-        if (gone === undefined) return;
-        misses[i] = gone ? misses[i] + 1 : 0;
-        if (misses[i] >= 2) onGone(mp);
+    canonical.forEach((mp, i) => {
+      servedByUs(mp).then((ours) => {
+        if (ours === undefined) return;
+        misses[i] = ours ? 0 : misses[i] + 1;
+        if (misses[i] >= 2) onGone(mountpoints[i]);
       }, () => undefined);
     });
   }, 2000);
