@@ -25,10 +25,10 @@
 // overlapping wildcards or a repeated URI) are one file, not a collision: the first is kept. A path
 // that is a file for one source and a directory for another (`a` and `a/b`) is also an error.
 //
-// Every resulting path is checked: relative, `/`-separated, no empty, `.` or `..` segments, no NUL,
-// no segment over 255 bytes (NAME_MAX). Output is sorted by path (code-unit order) so that listings
+// Every resulting path is checked against the relative-path rules (src/util/path-rules.ts). Output is sorted by path (code-unit order) so that listings
 // and inputs.json do not depend on the order in which a store listed its keys.
 import { VhfsError } from '../util/errors.js';
+import { relativePathProblem } from '../util/path-rules.js';
 
 export type KeepDirectories = 'none' | 'full' | 'suffix';
 
@@ -65,7 +65,6 @@ export interface Layout<T = unknown> {
   warnings: string[];
 }
 
-const NAME_MAX_BYTES = 255;
 
 /** Lay out one input's files. Throws VhfsError UNSAFE_PATH on an unsafe path or a collision. */
 export function layoutInput<T>(files: readonly ResolvedFile<T>[], options: LayoutOptions): Layout<T> {
@@ -124,15 +123,8 @@ function dedupeById<T>(files: readonly ResolvedFile<T>[]): ResolvedFile<T>[] {
 
 /** What is unsafe about a relative path, or undefined when it is fine. */
 export function pathProblem(p: string): string | undefined {
-  if (p === '') return 'the path is empty';
-  if (p.includes('\u0000')) return 'the path contains NUL';
-  if (p.startsWith('/')) return 'the path is absolute';
-  for (const seg of p.split('/')) {
-    if (seg === '') return p.endsWith('/') ? 'the path ends with "/" (a folder, not a file)' : 'the path has an empty segment ("//")';
-    if (seg === '.' || seg === '..') return `the path has a "${seg}" segment`;
-    if (Buffer.byteLength(seg) > NAME_MAX_BYTES) return `a path segment is longer than ${NAME_MAX_BYTES} bytes`;
-  }
-  return undefined;
+  const problem = relativePathProblem(p);
+  return problem === undefined ? undefined : `the path ${problem}`;
 }
 
 function checkPath(p: string, file: ResolvedFile, input: string): void {
