@@ -27,6 +27,7 @@ import { relativePathBytesProblem } from '../util/path-rules.js';
 import { crc32 } from './crc32.js';
 import {
   CENTRAL_HEADER_SIZE,
+  CHUNK_TABLE_COMMENT,
   EOCD_SIZE,
   EXTRA_TIMESTAMP,
   EXTRA_UNICODE_PATH,
@@ -110,6 +111,9 @@ export async function readPackageListing(source: RandomAccessSource, name: strin
   const end = await locateCentralDirectory(io);
   const cd = await io.readCached(end.cdOffset, end.cdSize);
   const parsed = parseCentralDirectory(io, cd, end);
+  if (end.claimsTable && parsed.listing.chunkTable === undefined) {
+    throw io.bad('its comment says it ends with a chunk hash table, but its last central record is not one (corrupt central directory?)');
+  }
   if (parsed.foreign.length > 0) await resolveLocalHeaders(io, cd, parsed, end.cdOffset);
   checkOverlaps(io, parsed);
   checkCoveredByTable(io, parsed.listing);
@@ -188,6 +192,8 @@ interface CentralDirectoryLocation {
   count: number;
   cdOffset: number;
   cdSize: number;
+  /** The archive comment says the part ends with a chunk hash table (CHUNK_TABLE_COMMENT). */
+  claimsTable?: boolean;
 }
 
 async function locateCentralDirectory(io: Io): Promise<CentralDirectoryLocation> {
@@ -213,7 +219,8 @@ async function locateCentralDirectory(io: Io): Promise<CentralDirectoryLocation>
     throw io.bad(`central directory of ${loc.cdSize} bytes cannot hold the ${loc.count} entries the end record claims`);
   }
   if (loc.cdSize > bufferConstants.MAX_LENGTH) throw io.bad(`central directory of ${loc.cdSize} bytes is too large`);
-  return { count: loc.count, cdOffset: loc.cdOffset, cdSize: loc.cdSize };
+  const claimsTable = tail.subarray(at + EOCD_SIZE).equals(CHUNK_TABLE_COMMENT);
+  return { count: loc.count, cdOffset: loc.cdOffset, cdSize: loc.cdSize, claimsTable };
 }
 
 /** Scan back for the EOCD signature whose comment length ends exactly at the end of the file. */

@@ -37,14 +37,16 @@ export async function fileSource(path: string): Promise<FileSource> {
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOENT') throw new VhfsError('NOT_FOUND', `${path}: no such file`);
-    if (e.code === 'EISDIR') throw new VhfsError('BAD_ARGUMENT', `${path}: is a directory, not a package file`);
     throw new VhfsError('STORE', `${path}: cannot open: ${e.message}`, { cause: err });
   }
   let size: number;
   try {
-    ({ size } = await fh.stat());
+    const st = await fh.stat();
+    if (!st.isFile()) throw new VhfsError('BAD_ARGUMENT', `${path}: not a regular file`);
+    size = st.size;
   } catch (err) {
     await fh.close().catch(() => {});
+    if (err instanceof VhfsError) throw err;
     throw new VhfsError('STORE', `${path}: cannot stat: ${(err as Error).message}`, { cause: err });
   }
   return {

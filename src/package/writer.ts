@@ -27,10 +27,11 @@ import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { ChunkHasher, chunkTableBytes } from '../util/chunk-hashes.js';
 import { VhfsError } from '../util/errors.js';
-import { relativePathBytesProblem } from '../util/path-rules.js';
+import { relativePathProblem } from '../util/path-rules.js';
 import { crc32 } from './crc32.js';
 import {
   CENTRAL_HEADER_SIZE,
+  CHUNK_TABLE_COMMENT,
   DATA_ALIGNMENT,
   EOCD_SIZE,
   EXTRA_ALIGNMENT,
@@ -59,7 +60,7 @@ import {
   writeI64,
   writeU64,
 } from './format.js';
-import { CHUNK_TABLE_NAME, isDirectoryName, isReservedName, quoteName, RESERVED_NAME_PROBLEM } from './entry-names.js';
+import { CHUNK_TABLE_NAME, isReservedName, quoteName, RESERVED_NAME_PROBLEM } from './entry-names.js';
 
 export type EntryBody = Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
@@ -248,13 +249,9 @@ class PackageWriter {
   }
 
   private checkName(path: string): Buffer {
-    const name = Buffer.from(path, 'utf8');
-    if (name.toString('utf8') !== path) throw this.fail('UNSAFE_PATH', path, 'the path is not valid Unicode (lone surrogate)');
-    if (isDirectoryName(name, 0, name.length)) {
-      throw this.fail('UNSAFE_PATH', path, 'the path ends in "/": packages store files only');
-    }
-    const problem = relativePathBytesProblem(name, 0, name.length);
+    const problem = relativePathProblem(path);
     if (problem !== undefined) throw this.fail('UNSAFE_PATH', path, `the path ${problem}`);
+    const name = Buffer.from(path, 'utf8');
     if (isReservedName(name, 0, name.length)) throw this.fail('UNSAFE_PATH', path, `the name ${RESERVED_NAME_PROBLEM}`);
     if (this.prevName !== undefined) {
       const order = Buffer.compare(this.prevName, name);
@@ -312,7 +309,7 @@ class PackageWriter {
     for (const chunk of cd.take()) await sink.push(chunk);
     const zip64 = records >= MAX_U16 || cdOffset >= MAX_U32 || cd.length >= MAX_U32;
     if (zip64) await sink.push(encodeZip64End(records, cd.length, cdOffset, sink.offset));
-    await sink.push(encodeEnd(records, cd.length, cdOffset));
+    await sink.push(encodeEnd(records, cd.length, cdOffset, chunkTable === undefined ? undefined : CHUNK_TABLE_COMMENT));
     await sink.close();
     this.current = undefined;
     this.parts.push({
@@ -460,7 +457,8 @@ function projectedSize(part: OpenPart, member: Member): number {
     const tableMember = chunkTableMember(chunkTableBytes(afterMember), 0);
     table = localHeaderLength(tableMember, afterMember) + tableMember.size + centralRecordLength(tableMember, afterMember);
   }
-  return afterMember + part.cd.length + centralRecordLength(member, lho) + table + MAX_END_RECORDS;
+  const comment = part.hasher === undefined ? 0 : CHUNK_TABLE_COMMENT.length;
+  return afterMember + part.cd.length + centralRecordLength(member, lho) + table + MAX_END_RECORDS + comment;
 }
 
 // ---- encoders -----------------------------------------------------------------------------------
@@ -597,8 +595,10 @@ function encodeZip64End(entries: number, cdSize: number, cdOffset: number, at: n
   return b;
 }
 
-function encodeEnd(entries: number, cdSize: number, cdOffset: number): Buffer {
-  const b = Buffer.alloc(EOCD_SIZE);
+function encodeEnd(entries: number, cdSize: number, cdOffset: number, comment = Buffer.alloc(0)): Buffer {
+  const b = Buffer.alloc(EOCD_SIZE + comment.length);
+  b.writeUInt16LE(comment.length, 20);
+  comment.copy(b, EOCD_SIZE);
   b.writeUInt32LE(SIG_EOCD, 0);
   b.writeUInt16LE(Math.min(entries, MAX_U16), 8);
   b.writeUInt16LE(Math.min(entries, MAX_U16), 10);

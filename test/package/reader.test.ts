@@ -9,6 +9,8 @@ import { bufferSource } from '../../src/package/source.js';
 import type { PackageEntry } from '../../src/package/writer.js';
 import {
   buildRawZip,
+  centralExtra,
+  centralRecords,
   counting,
   endRecords,
   memEntry,
@@ -16,6 +18,7 @@ import {
   rng,
   run,
   tempDir,
+  toZip64End,
   writeToBuffer,
   type RawEntry,
 } from './helpers.js';
@@ -42,53 +45,6 @@ async function rejects(t: ExecutionContext, zip: Buffer, code: VhfsErrorCode, re
   t.true(e.message.startsWith(`${PKG}: `), e.message);
   t.false(e.message.includes('\n'));
   return e;
-}
-
-/** Offsets of each central record in a zip without a comment. */
-function centralRecords(zip: Buffer): number[] {
-  const end = endRecords(zip);
-  let cdOffset = end.cdOffset;
-  if (end.zip64) cdOffset = Number(zip.readBigUInt64LE(Number(zip.readBigUInt64LE(end.eocd - 20 + 8)) + 48));
-  const out: number[] = [];
-  for (let p = cdOffset; zip.readUInt32LE(p) === 0x02014b50; ) {
-    out.push(p);
-    p += 46 + zip.readUInt16LE(p + 28) + zip.readUInt16LE(p + 30) + zip.readUInt16LE(p + 32);
-  }
-  return out;
-}
-
-/** Offset of extra field `id` in central record at `rec`. */
-function centralExtra(zip: Buffer, rec: number, id: number): number {
-  const n = zip.readUInt16LE(rec + 28);
-  const e = zip.readUInt16LE(rec + 30);
-  for (let q = rec + 46 + n; q < rec + 46 + n + e; q += 4 + zip.readUInt16LE(q + 2)) {
-    if (zip.readUInt16LE(q) === id) return q;
-  }
-  throw new Error(`no extra 0x${id.toString(16)}`);
-}
-
-/** Replace the classic EOCD with ZIP64 end record + locator + saturated EOCD; returns their offsets. */
-function toZip64End(zip: Buffer): { zip: Buffer; z64: number; locator: number; eocd: number } {
-  const { eocd, cdOffset, cdSize } = endRecords(zip);
-  const count = zip.readUInt16LE(eocd + 10);
-  const tail = Buffer.alloc(56 + 20 + 22);
-  tail.writeUInt32LE(0x06064b50, 0);
-  tail.writeBigUInt64LE(44n, 4);
-  tail.writeUInt16LE(45, 12);
-  tail.writeUInt16LE(45, 14);
-  tail.writeBigUInt64LE(BigInt(count), 24);
-  tail.writeBigUInt64LE(BigInt(count), 32);
-  tail.writeBigUInt64LE(BigInt(cdSize), 40);
-  tail.writeBigUInt64LE(BigInt(cdOffset), 48);
-  tail.writeUInt32LE(0x07064b50, 56);
-  tail.writeBigUInt64LE(BigInt(eocd), 64);
-  tail.writeUInt32LE(1, 72);
-  tail.writeUInt32LE(0x06054b50, 76);
-  tail.writeUInt16LE(0xffff, 84);
-  tail.writeUInt16LE(0xffff, 86);
-  tail.writeUInt32LE(0xffffffff, 88);
-  tail.writeUInt32LE(0xffffffff, 92);
-  return { zip: Buffer.concat([zip.subarray(0, eocd), tail]), z64: eocd, locator: eocd + 56, eocd: eocd + 76 };
 }
 
 test('a ZIP64 end record written by hand is read like the classic one', async (t) => {
@@ -209,6 +165,11 @@ test('unsafe names are UNSAFE_PATH naming the entry', async (t) => {
   const { cdOffset, eocd } = endRecords(zip);
   const moved = Buffer.concat([zip.subarray(0, cdOffset), tableRecord, zip.subarray(cdOffset, recs[3]), zip.subarray(eocd)]);
   await rejects(t, moved, 'BAD_PACKAGE', /central directory record #1 follows the chunk hash table's, which must be the last/);
+  // One flipped byte turns the table's record into an ordinary name: the archive comment still says there
+  // is a table, so the package is refused rather than served with no table to check its blocks.
+  const renamed = Buffer.from(zip);
+  renamed[recs[3] + 46] = 0x5f; // ".vhpkgzip/chunk-hashes" -> "_vhpkgzip/chunk-hashes"
+  await rejects(t, renamed, 'BAD_PACKAGE', /its comment says it ends with a chunk hash table, but its last central record is not one/);
 });
 
 test('duplicates (also after decoding) and file/directory clashes are UNSAFE_PATH', async (t) => {

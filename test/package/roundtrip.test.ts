@@ -5,6 +5,7 @@ import { isVhfsError } from '../../src/util/errors.js';
 import { crc32 } from '../../src/package/crc32.js';
 import { packagePartName, parsePackagePartName } from '../../src/package/part-names.js';
 import { CHUNK_TABLE_NAME } from '../../src/package/entry-names.js';
+import { CHUNK_TABLE_COMMENT } from '../../src/package/format.js';
 import { readPackageListing, type PackageListing } from '../../src/package/reader.js';
 import { loadChunkTable, readChunkTable, verifyMember, verifyPackage } from '../../src/package/verify.js';
 import { ChunkHasher, chunkTableBytes } from '../../src/util/chunk-hashes.js';
@@ -201,8 +202,8 @@ test('empty package: one part, a valid empty zip', async (t) => {
   t.teardown(tmp.cleanup);
   const { parts, files } = await writeToDir([], tmp.dir);
   // Local header (30 + 22-byte name + 9-byte UT extra), the 24-byte table of zero chunks, its central
-  // record (46 + 22 + 9 + 20-byte VH extra) and the EOCD.
-  t.deepEqual(parts, [{ part: 1, entries: 0, size: 61 + 24 + 97 + 22, firstPath: '', lastPath: '', zip64: false, chunkTable: { offset: 61, length: 24 } }]);
+  // record (46 + 22 + 9 + 20-byte VH extra) and the EOCD with its comment.
+  t.deepEqual(parts, [{ part: 1, entries: 0, size: 61 + 24 + 97 + 22 + CHUNK_TABLE_COMMENT.length, firstPath: '', lastPath: '', zip64: false, chunkTable: { offset: 61, length: 24 } }]);
   const listing = await readPackageListing(bufferSource(readFileSync(files[0])), 'empty');
   t.is(listing.count, 0);
   t.deepEqual(listing.chunkTable, { offset: 61, length: 24, covered: 0, crc32: listing.chunkTable!.crc32 });
@@ -233,7 +234,7 @@ test('writer rejects bad input with one-line VhfsErrors naming the entry', async
     // every path rule goes through the writer in test/util/path-rules.test.ts; these check the message
     [[e('/abs')], 'UNSAFE_PATH', /entry "\/abs": the path is absolute$/],
     [[e('a\0b')], 'UNSAFE_PATH', /entry "a\\u0000b": the path contains NUL$/],
-    [[e('dir/')], 'UNSAFE_PATH', /files only/],
+    [[e('dir/')], 'UNSAFE_PATH', /entry "dir\/": the path ends with "\/" \(a folder, not a file\)$/],
     [[e('a\ud800')], 'UNSAFE_PATH', /lone surrogate/],
     [[e('.vhpkgzip')], 'UNSAFE_PATH', /entry "\.vhpkgzip": the name is reserved for package metadata/],
     [[e('.vhpkgzip/chunk-hashes')], 'UNSAFE_PATH', /entry "\.vhpkgzip\/chunk-hashes": the name is reserved/],
