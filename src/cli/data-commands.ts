@@ -244,7 +244,7 @@ export function registerDataCommands(program: Command, run: Run): void {
     .description('read a package\'s central directory (tail + directory only) and summarise it')
     .argument('<package>', 'a .vhpkgzip file, or dataset://NAME/VERSION for its registered packages')
     .option('--entries', 'list every entry (path, offset, size, crc)')
-    .option('--verify', 'also read every member and check its CRC-32')
+    .option('--verify', 'also read the package: every member against its CRC-32, every chunk against the chunk hash table')
     .action((target: string, o: { entries?: boolean; verify?: boolean }) => run(async (ctx) => {
       // Each source is used through `use`, which closes whatever it opened however the work ends.
       const sources: Array<{ name: string; use<T>(fn: (src: RandomAccessSource) => Promise<T>): Promise<T> }> = [];

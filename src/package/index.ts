@@ -4,7 +4,7 @@ export { writePackage } from './writer.js';
 export type { EntryBody, PackageEntry, PackagePart, WritePackageOptions } from './writer.js';
 export { readPackageListing } from './reader.js';
 export type { ChunkTableLocation, PackageListing } from './reader.js';
-export { loadChunkTable, readChunkTable, verifyMember, verifyPackage } from './verify.js';
+export { checkChunkTable, loadChunkTable, readChunkTable, verifyMember, verifyPackage } from './verify.js';
 export { CHUNK_TABLE_NAME } from './entry-names.js';
 export { packagePartName, partFileName, parsePackagePartName, PACKAGE_EXTENSION } from './part-names.js';
 export { bufferSource, fileSource, storeSource, withFileSource } from './source.js';

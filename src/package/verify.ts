@@ -3,7 +3,7 @@
  *
  * Two records exist. The central directory's CRC-32 of every member, in every zip: it checks a member
  * only when all of its bytes are at hand. The chunk hash table vhfs appends to each part
- * (src/util/chunk-hashes.ts): SHA-256/64 of every 64 KiB chunk of the part before the table, so any
+ * (src/util/chunk-hashes.ts): a CRC-32 of every 64 KiB chunk of the part before the table, so any
  * chunk-aligned range can be checked on its own, a block at a time, before a reader sees it.
  *
  * The table is loaded lazily, once per listing (`loadChunkTable`), and checked before use: its bytes
@@ -22,17 +22,24 @@ import type { RandomAccessSource } from './source.js';
 
 const VERIFY_WINDOW = 4 << 20;
 
-/**
- * Read the table at `location` and check it: its CRC-32 (INTEGRITY on mismatch), its format
- * (BAD_PACKAGE), and that it covers exactly the bytes before its member (BAD_PACKAGE). `name` (the
- * package's name or URI) prefixes every error.
- */
+/** Read the table at `location` and check it (`checkChunkTable`). */
 export async function readChunkTable(
   source: RandomAccessSource,
   location: ChunkTableLocation,
   name: string,
 ): Promise<ChunkTable> {
-  const buf = await source.read(location.offset, location.length);
+  return checkChunkTable(await source.read(location.offset, location.length), location, name);
+}
+
+/**
+ * Check the table's bytes, however they were fetched: their CRC-32 (INTEGRITY on mismatch), their
+ * format (BAD_PACKAGE), and that the table covers exactly the bytes before its member (BAD_PACKAGE).
+ * `name` (the package's name or URI) prefixes every error.
+ */
+export function checkChunkTable(buf: Buffer, location: ChunkTableLocation, name: string): ChunkTable {
+  if (buf.length !== location.length) {
+    throw new VhfsError('BAD_ARGUMENT', `${name}: chunk hash table is ${location.length} bytes, got ${buf.length}`);
+  }
   const crc = crc32(buf);
   if (crc !== location.crc32) {
     throw new VhfsError('INTEGRITY', `${name}: chunk hash table: CRC-32 ${hex(crc)}, central directory says ${hex(location.crc32)}`);

@@ -14,9 +14,10 @@
  * when a count, size or offset overflows the classic fields.
  *
  * Integrity: every byte pushed into a part also feeds a ChunkHasher (src/util/chunk-hashes.ts), and
- * when the part closes its chunk hash table (SHA-256/64 of every 64 KiB of the part so far) becomes the
- * part's last member, `.vhpkgzip/chunk-hashes`, stored with its CRC known up front. A reader can then
- * verify any chunk-aligned range of the part on its own (docs/vhpkgzip.md, "Chunk hash table").
+ * when the part closes its chunk hash table (a CRC-32 of every 64 KiB of the part so far) becomes the
+ * part's last member, `.vhpkgzip/chunk-hashes`, stored with its CRC known up front, and the archive
+ * comment says the part has one. A reader can then verify any chunk-aligned range of the part on its
+ * own (docs/vhpkgzip.md, "Chunk hash table").
  *
  * Parts: when `maxPartSize` is set and the next member would push the current part past it, the
  * part is finished (a complete zip on its own) and a new one opened via `openPart`. Only the caller
@@ -392,7 +393,7 @@ function chunkTableMember(size: number, crc: number): Member {
     dosTime: dos.time,
     dosDate: dos.date,
     knownCrc: crc,
-    bigSize: false, // 8 bytes per 64 KiB: 4 GiB of table would cover 32 PiB
+    bigSize: false, // 4 bytes per 64 KiB: 4 GiB of table would cover 64 PiB
     descriptor: false,
     hasTimestamp: true,
   };
