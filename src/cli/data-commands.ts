@@ -219,15 +219,19 @@ export function registerDataCommands(program: Command, run: Run): void {
       const progress = new Progress(`packaging ${dir}`, files.length, { quiet: Boolean(ctx.opts.quiet || ctx.opts.json) });
       let doneEntries = 0;
       let doneBytes = 0;
-      let opened = 0;
+      const partStreams: Array<ReturnType<typeof createWriteStream>> = [];
       const parts = await writePackage(files.map((f): PackageEntry => ({ path: f.path, size: f.size, open: () => createReadStream(f.file) })), {
         name: out,
         ...(o.maxPartSize ? { maxPartSize: parseSize(o.maxPartSize, '--max-part-size') } : {}),
-        openPart: (part) => { opened = part; return createWriteStream(tmp(part)); },
+        openPart: (part) => { const s = createWriteStream(tmp(part)); partStreams.push(s); return s; },
         onProgress: (bytes, entries) => { progress.tick(entries - doneEntries, bytes - doneBytes); doneEntries = entries; doneBytes = bytes; },
       }).catch(async (err: unknown) => {
-        // The writer has destroyed the open part's stream; its half-written temp files are of no use.
-        for (let part = 1; part <= opened; part++) await fs.rm(tmp(part), { force: true });
+        // The writer has destroyed the open part's stream: wait until its descriptor is closed, then remove
+        // the half-written temp files, which are of no use.
+        for (const [i, s] of partStreams.entries()) {
+          if (!s.closed) await new Promise<void>((resolve) => s.once('close', () => resolve()));
+          await fs.rm(tmp(i + 1), { force: true });
+        }
         throw err;
       });
       progress.finish();

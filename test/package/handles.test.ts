@@ -142,3 +142,32 @@ test.serial('the CLI prints only its one-line error for a rejected package, even
     t.regex(stderr, pkg.says);
   }
 });
+
+test.serial('`vhfs package build` that fails leaves no temp part and no open descriptor', async (t) => {
+  const tmp = tempDir('vhpkg-handles-');
+  t.teardown(tmp.cleanup);
+  const src = path.join(tmp.dir, 'src');
+  await fs.mkdir(path.join(src, 'a'), { recursive: true });
+  await fs.writeFile(path.join(src, 'a', 'one.bin'), Buffer.alloc(100_000, 1));
+  await fs.writeFile(path.join(src, '-first.bin'), Buffer.alloc(5000, 2)); // "-" sorts before ".": part 1 is open…
+  await fs.writeFile(path.join(src, '.vhpkgzip'), 'a file with the reserved name'); // …when this is refused
+  const out = path.join(tmp.dir, 'out');
+  await fs.mkdir(out);
+  const stderr: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  const before = openDescriptors();
+  let code: number;
+  try {
+    code = await main(['node', 'vhfs', '--home', path.join(tmp.dir, 'home'), '--quiet', 'package', 'build', src, '-o', path.join(out, 'p.vhpkgzip')]);
+  } finally {
+    process.stderr.write = write;
+  }
+  t.is(openDescriptors(), before);
+  t.is(code, 5);
+  t.regex(stderr.join(''), /^vhfs: .*p\.vhpkgzip: entry "\.vhpkgzip": the name is reserved for package metadata[^\n]*\n$/);
+  t.deepEqual(await fs.readdir(out), []);
+});
