@@ -1,4 +1,5 @@
-// Where each resolved file of one input appears under `/valohai/inputs/<input>/` (spec §1.6, §1.7).
+// Where each resolved file of one input appears under `/valohai/inputs/<input>/`: valohai.yaml's
+// `keep-directories` and `filename` input options.
 //
 // The resolver turns an input's URIs into files; this module only decides their relative local paths,
 // so it is pure and needs no store. For each file, by `origin`:
@@ -8,18 +9,18 @@
 //              full   → key (the bucket, or account/container, is never part of the path)
 //              suffix → key minus `wildcardRoot` for a wildcard URI; basename(key) without one
 //   version  (a file of a dataset or model version; `key` = its path inside the version)
-//              → key, whatever the mode. DECISION (spec §9 q1/q9): a version is a tree, and the
-//                seeds show it kept as one (`/valohai/inputs/training-images/cats/cats_00000.jpg`);
+//              → key, whatever the mode. DECISION (Valohai's docs leave it open): a version is a
+//                tree, and the seeds show it kept as one (`/valohai/inputs/training-images/cats/cats_00000.jpg`);
 //                flattening class folders would silently merge them.
 //   datum    (`key` = the datum's name, which may contain `/`)
-//              none, suffix → basename(name); full → name. DECISION (spec §9 q1): a single datum
+//              none, suffix → basename(name); full → name. DECISION (left open too): a single datum
 //                behaves like a single object without wildcards.
 //   url      (`key` = the URL's file name) → key.
 // `filename`, when set, replaces the path of the input's only file; with several files it is ignored
-// (spec §1.7) and a warning says so.
+// (as in Valohai) and a warning says so.
 //
-// Collisions. DECISION (spec §9 q2): two different sources mapping to one local path is an error
-// (UNSAFE_PATH) naming the input, the path and both URIs — Valohai silently lets one overwrite the
+// Collisions. DECISION (Valohai's docs leave it open): two different sources mapping to one local path
+// is an error (UNSAFE_PATH) naming the input, the path and both URIs — Valohai silently lets one overwrite the
 // other, and a training job reading the wrong file is worse than one that does not start. The first
 // collision in input order is reported. Entries with the same `id` (the same object reached through two
 // overlapping wildcards or a repeated URI) are one file, not a collision: the first is kept. A path

@@ -29,6 +29,22 @@ interface BadPackage {
 
 const openDescriptors = (): number => readdirSync('/proc/self/fd').length;
 
+/** `vhfs ARGS…` in this process (its descriptors are the ones counted), with what it writes to stderr. */
+async function vhfsInProcess(args: string[]): Promise<{ code: number; stderr: string }> {
+  const chunks: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    chunks.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const code = await main(['node', 'vhfs', ...args]);
+    return { code, stderr: chunks.join('') };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
 /** `copies` of each kind of rejected package, each a little different. */
 async function badPackages(dir: string, copies: number): Promise<BadPackage[]> {
   const rand = rng(11);
@@ -71,22 +87,11 @@ test.serial('hundreds of rejected packages through `vhfs package inspect --verif
   const warnings: string[] = [];
   const onWarning = (w: Error): void => { warnings.push(w.message); };
   process.on('warning', onWarning);
-  const stderr: string[] = [];
-  const write = process.stderr.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    stderr.push(String(chunk));
-    return true;
-  }) as typeof process.stderr.write;
   const before = openDescriptors();
   const results: Array<{ pkg: BadPackage; code: number; lines: string[] }> = [];
-  try {
-    for (const pkg of bad) {
-      stderr.length = 0;
-      const code = await main(['node', 'vhfs', '--home', home, 'package', 'inspect', '--verify', pkg.file]);
-      results.push({ pkg, code, lines: stderr.join('').split('\n').filter((l) => l !== '') });
-    }
-  } finally {
-    process.stderr.write = write;
+  for (const pkg of bad) {
+    const { code, stderr } = await vhfsInProcess(['--home', home, 'package', 'inspect', '--verify', pkg.file]);
+    results.push({ pkg, code, lines: stderr.split('\n').filter((l) => l !== '') });
   }
   const after = openDescriptors();
   process.off('warning', onWarning);
@@ -153,21 +158,10 @@ test.serial('`vhfs package build` that fails leaves no temp part and no open des
   await fs.writeFile(path.join(src, '.vhpkgzip'), 'a file with the reserved name'); // …when this is refused
   const out = path.join(tmp.dir, 'out');
   await fs.mkdir(out);
-  const stderr: string[] = [];
-  const write = process.stderr.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    stderr.push(String(chunk));
-    return true;
-  }) as typeof process.stderr.write;
   const before = openDescriptors();
-  let code: number;
-  try {
-    code = await main(['node', 'vhfs', '--home', path.join(tmp.dir, 'home'), '--quiet', 'package', 'build', src, '-o', path.join(out, 'p.vhpkgzip')]);
-  } finally {
-    process.stderr.write = write;
-  }
+  const { code, stderr } = await vhfsInProcess(['--home', path.join(tmp.dir, 'home'), '--quiet', 'package', 'build', src, '-o', path.join(out, 'p.vhpkgzip')]);
   t.is(openDescriptors(), before);
   t.is(code, 5);
-  t.regex(stderr.join(''), /^vhfs: .*p\.vhpkgzip: entry "\.vhpkgzip": the name is reserved for package metadata[^\n]*\n$/);
+  t.regex(stderr, /^vhfs: .*p\.vhpkgzip: entry "\.vhpkgzip": the name is reserved for package metadata[^\n]*\n$/);
   t.deepEqual(await fs.readdir(out), []);
 });
