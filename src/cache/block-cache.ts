@@ -461,7 +461,7 @@ export class BlockCache {
     st.table ??= (async () => {
       const store = this.storeOf(source);
       const buf = await getRangeWithin(store, where.key, where.offset, where.length, this.fetchTimeoutMs);
-      const table = ChunkTable.parse(buf, `${store.url}/${where.key}`);
+      const table = ChunkTable.parseRecorded(buf, where, `${store.url}/${where.key}`);
       if (table.covered > source.size) throw new VhfsError('BAD_PACKAGE', `${store.url}/${where.key}: its chunk table covers ${table.covered} bytes of a ${source.size}-byte object`);
       return table;
     })();

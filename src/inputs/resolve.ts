@@ -137,8 +137,8 @@ export class InputResolver {
       p.kind === 'version'
         ? { v: `${p.collectionKind}://${p.collection}/${p.version}`, p: p.packages.map((k) => k.datumId) }
         : p.kind === 'datum' ? { d: p.datum.id } : {});
-    // format 2: sources carry `integrity` (what their bytes are checked against).
-    const key = JSON.stringify({ format: 2, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
+    // format 3: sources carry `integrity` (what their bytes are checked against), with package chunk tables.
+    const key = JSON.stringify({ format: 3, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
     return createHash('sha256').update(key).digest('hex');
   }
 
@@ -202,7 +202,8 @@ export class InputResolver {
         const source = { size: datum.size, read: (offset: number, length: number) => getRangeWithin(catalog.store, datum.blobKey, offset, length, timeout) };
         const listing = await readPackageListing(source, `${p.uri} package ${pkg.name}`);
         this.opts.log?.(`${p.uri}: package ${pkg.name}: ${listing.count} entries from ${listing.reads} ranged reads (${listing.bytesRead} bytes)`);
-        const sourceIndex = builder.addSource({ key: datum.blobKey, size: datum.size, integrity: { memberCrc32: true } });
+        const chunkTable = listing.chunkTable ? { key: datum.blobKey, ...listing.chunkTable } : undefined;
+        const sourceIndex = builder.addSource({ key: datum.blobKey, size: datum.size, integrity: { memberCrc32: true, ...(chunkTable ? { chunkTable } : {}) } });
         for (let i = 0; i < listing.count; i++) {
           builder.add({
             path: listing.paths[i], size: listing.sizes[i], source: sourceIndex, offset: listing.dataOffsets[i],

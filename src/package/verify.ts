@@ -37,21 +37,7 @@ export async function readChunkTable(
  * `name` (the package's name or URI) prefixes every error.
  */
 export function checkChunkTable(buf: Buffer, location: ChunkTableLocation, name: string): ChunkTable {
-  if (buf.length !== location.length) {
-    throw new VhfsError('BAD_ARGUMENT', `${name}: chunk hash table is ${location.length} bytes, got ${buf.length}`);
-  }
-  const crc = crc32(buf);
-  if (crc !== location.crc32) {
-    throw new VhfsError('INTEGRITY', `${name}: chunk hash table: CRC-32 ${hex(crc)}, central directory says ${hex(location.crc32)}`);
-  }
-  const table = ChunkTable.parse(buf, name);
-  if (table.covered !== location.covered) {
-    throw new VhfsError(
-      'BAD_PACKAGE',
-      `${name}: chunk hash table covers ${table.covered} bytes but its member starts at ${location.covered} (package changed after it was written?)`,
-    );
-  }
-  return table;
+  return ChunkTable.parseRecorded(buf, location, name);
 }
 
 const loaded = new WeakMap<PackageListing, Promise<ChunkTable | undefined>>();
