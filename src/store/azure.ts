@@ -17,8 +17,8 @@
  *   mid-way itself (`maxRetryRequests`, conditioned on the ETag) and remote.ts re-requests beyond that.
  * - Writes: bodies (or streams that end) within 8 MiB are one Put Blob; larger ones are staged in 8 MiB
  *   blocks, 4 in flight, and committed with the condition on the Put Block List.
- * - Retries: the SDK's exponential policy (500, 503, timeouts, resets) with the RetryPolicy's attempts,
- *   delays and a per-try timeout. The SDK is imported on first use.
+ * - Retries: the SDK's exponential policy (500, 503, resets) with the RetryPolicy's attempts and delays;
+ *   a whole-call deadline where the SDK has no client-side timer (`bounded`). Imported on first use.
  */
 import type { ContainerClient, StoragePipelineOptions } from '@azure/storage-blob';
 import type { Readable } from 'node:stream';
@@ -33,6 +33,7 @@ import {
   type RawPutOptions,
   type RawRead,
   type RemoteStoreOptions,
+  withDeadline,
   WRITE_ID_METADATA,
 } from './remote.js';
 
@@ -104,7 +105,6 @@ export class AzureBlobStore extends RemoteStore {
           maxTries: this.retry.attempts,
           retryDelayInMs: this.retry.baseDelayMs,
           maxRetryDelayInMs: this.retry.maxDelayMs,
-          tryTimeoutInMs: 2 * this.retry.idleTimeoutMs,
         },
         keepAliveOptions: { enable: true },
       };
@@ -151,9 +151,9 @@ export class AzureBlobStore extends RemoteStore {
   protected async rawHead(name: string, signal?: AbortSignal): Promise<RawObject | undefined> {
     const container = await this.load();
     try {
-      const p = await container.getBlobClient(name).getProperties({ ...(signal ? { abortSignal: signal } : {}) });
+      const p = await this.bounded(signal, (abortSignal) => container.getBlobClient(name).getProperties({ abortSignal }));
       const writeId = p.metadata?.[WRITE_ID_METADATA];
-      return { name, size: p.contentLength ?? 0, etag: p.etag ?? '', mtimeMs: p.lastModified?.getTime() ?? 0, ...(writeId ? { writeId } : {}) };
+      return { name, size: p.contentLength ?? 0, etag: quoted(p.etag), mtimeMs: p.lastModified?.getTime() ?? 0, ...(writeId ? { writeId } : {}) };
     } catch (err) {
       const f = this.describeFailure(err);
       if (f.status === 404 && !f.missingBucket) return undefined;
@@ -163,16 +163,18 @@ export class AzureBlobStore extends RemoteStore {
 
   protected async rawRead(name: string, range: { offset: number; length: number } | undefined, signal: AbortSignal | undefined): Promise<RawRead> {
     const container = await this.load();
-    const r = await container.getBlobClient(name).download(range?.offset ?? 0, range?.length, {
-      ...(signal ? { abortSignal: signal } : {}),
+    // The deadline covers the reply's headers only (the body has remote.ts's idle limit); the caller's
+    // signal stays attached to the body, so aborting it still stops a download in flight.
+    const r = await this.bounded(signal, (abortSignal) => container.getBlobClient(name).download(range?.offset ?? 0, range?.length, {
+      abortSignal: signal ? AbortSignal.any([signal, abortSignal]) : abortSignal,
       maxRetryRequests: this.retry.attempts - 1,
-    });
+    }));
     const body = r.readableStreamBody as Readable;
     const length = r.contentLength ?? 0;
     const cr = parseContentRange(r.contentRange);
     return cr
-      ? { body, start: cr.start, length, size: cr.size ?? cr.end + 1, partial: true, etag: r.etag }
-      : { body, start: 0, length, size: length, partial: false, etag: r.etag };
+      ? { body, start: cr.start, length, size: cr.size ?? cr.end + 1, partial: true, etag: quoted(r.etag) }
+      : { body, start: 0, length, size: length, partial: false, etag: quoted(r.etag) };
   }
 
   protected async rawPut(name: string, body: Buffer | Readable, opts: RawPutOptions): Promise<RawObject> {
@@ -192,13 +194,14 @@ export class AzureBlobStore extends RemoteStore {
     let etag: string | undefined;
     let lastModified: Date | undefined;
     if (Buffer.isBuffer(payload) && payload.length <= block) {
-      ({ etag, lastModified } = await client.upload(payload, payload.length, common));
+      const small = payload;
+      ({ etag, lastModified } = await this.bounded(undefined, (abortSignal) => client.upload(small, small.length, { ...common, abortSignal })));
     } else if (Buffer.isBuffer(payload)) {
       ({ etag, lastModified } = await client.uploadData(payload, { ...common, blockSize: block, maxSingleShotSize: block, concurrency: 4 }));
     } else {
       ({ etag, lastModified } = await client.uploadStream(payload, block, 4, common));
     }
-    return { name, size: opts.size ?? 0, etag: etag ?? '', mtimeMs: lastModified?.getTime() ?? Date.now() };
+    return { name, size: opts.size ?? 0, etag: quoted(etag), mtimeMs: lastModified?.getTime() ?? Date.now() };
   }
 
   protected async rawList(prefix: string, delimiter: '/' | undefined, token: string | undefined): Promise<RawListPage> {
@@ -206,14 +209,14 @@ export class AzureBlobStore extends RemoteStore {
     const pages = delimiter
       ? container.listBlobsByHierarchy(delimiter, { prefix }).byPage({ maxPageSize: 1000, ...(token ? { continuationToken: token } : {}) })
       : container.listBlobsFlat({ prefix }).byPage({ maxPageSize: 1000, ...(token ? { continuationToken: token } : {}) });
-    const { value, done } = await pages.next();
+    const { value, done } = await this.bounded(undefined, () => pages.next());
     if (done || !value) return { objects: [], prefixes: [] };
     const segment = value.segment as {
       blobItems: Array<{ name: string; properties: { contentLength?: number; etag?: string; lastModified?: Date } }>;
       blobPrefixes?: Array<{ name: string }>;
     };
     return {
-      objects: segment.blobItems.map((b) => ({ name: b.name, size: b.properties.contentLength ?? 0, etag: b.properties.etag ?? '', mtimeMs: b.properties.lastModified?.getTime() ?? 0 })),
+      objects: segment.blobItems.map((b) => ({ name: b.name, size: b.properties.contentLength ?? 0, etag: quoted(b.properties.etag), mtimeMs: b.properties.lastModified?.getTime() ?? 0 })),
       prefixes: (segment.blobPrefixes ?? []).map((p) => p.name),
       ...(value.continuationToken ? { next: value.continuationToken } : {}),
     };
@@ -221,7 +224,17 @@ export class AzureBlobStore extends RemoteStore {
 
   protected async rawDelete(name: string): Promise<void> {
     const container = await this.load();
-    await container.getBlobClient(name).deleteIfExists();
+    await this.bounded(undefined, (abortSignal) => container.getBlobClient(name).deleteIfExists({ abortSignal }));
+  }
+
+  /**
+   * The Azure SDK times nothing out on the client side (its try timeout is a server-side `timeout=`
+   * parameter), so a server that accepts and never answers would hang a call forever. Calls that end
+   * with their reply get a whole-call deadline of attempts × 2 × idle limit; a stall then fails the call
+   * (TIMEOUT) instead of being retried. Block uploads are not bounded this way (their length is not).
+   */
+  private bounded<T>(signal: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return withDeadline(this.retry.attempts * 2 * this.retry.idleTimeoutMs, signal, fn);
   }
 
   protected describeFailure(err: unknown): FailureInfo {
@@ -256,6 +269,12 @@ function connectionStringField(cs: string, field: string): string | undefined {
     if (eq > 0 && part.slice(0, eq).trim().toLowerCase() === field.toLowerCase()) return part.slice(eq + 1).trim();
   }
   return undefined;
+}
+
+/** Blob listings give ETags unquoted, blob replies quoted: one form, the quoted one `ifMatch` takes. */
+function quoted(etag: string | undefined): string {
+  if (!etag) return '';
+  return etag.startsWith('"') || etag.startsWith('W/') ? etag : `"${etag}"`;
 }
 
 function withSas(url: string, sas: string): string {

@@ -9,8 +9,12 @@
  * - Version tag = the object's generation (unique per write, unlike an MD5 ETag), so create-if-absent is
  *   `ifGenerationMatch: 0` and compare-and-swap is `ifGenerationMatch: <generation>`; a tag that is not a
  *   generation number cannot match anything and is a CONFLICT at once.
- * - Reads: `createReadStream` with `start`/`end` (no hash validation on ranges; vhfs verifies its own
- *   bytes); the reply's `x-goog-generation` is checked against the pinned version.
+ * - Reads: ranged GETs of the JSON API's media URL (`…/o/NAME?alt=media`, `Range: bytes=A-B`) through
+ *   `http-client.ts`, with the SDK's auth client supplying the Authorization header. Not the SDK's
+ *   `createReadStream`: its node-fetch path misses a connection reset mid-body (measured: the read sat
+ *   until the 30 s idle limit instead of failing and being re-requested), destroys the keep-alive agent
+ *   on every failed read, and cost about twice the CPU per 256 KiB GET of a plain request. The reply's
+ *   `x-goog-generation` is checked against the pinned version.
  * - Writes: bodies (or streams that end) within 8 MiB are one multipart upload, which the SDK retries;
  *   larger ones are resumable uploads in 8 MiB chunks, so a failed chunk is re-sent from the last byte
  *   the server confirmed. Upload replies are CRC32C-checked by the SDK.
@@ -22,6 +26,7 @@ import type { Bucket, File, Storage } from '@google-cloud/storage';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { VhfsError } from '../util/errors.js';
+import { httpGet, HttpStatusError } from './http-client.js';
 import {
   bufferHead,
   isTransientNetworkError,
@@ -59,39 +64,46 @@ interface ObjectMetadata {
 export class GcsStore extends RemoteStore {
   readonly url: string;
   private readonly config: GcsStoreConfig;
-  private sdk?: Promise<Bucket>;
+  private readonly apiBase: string;
+  /** Loopback endpoints (tests, the local JSON-API server) get no credentials. */
+  private readonly useAuth: boolean;
+  private sdk?: Promise<{ storage: Storage; bucket: Bucket }>;
 
   constructor(config: GcsStoreConfig) {
     super(config.prefix ?? '', config);
     this.config = config;
     this.url = `gs://${config.bucket}${config.prefix ? `/${config.prefix.replace(/\/$/, '')}` : ''}`;
+    this.apiBase = (config.endpoint ?? 'https://storage.googleapis.com').replace(/\/$/, '');
+    this.useAuth = !(config.endpoint && isLoopback(config.endpoint));
   }
 
-  private load(): Promise<Bucket> {
+  private load(): Promise<{ storage: Storage; bucket: Bucket }> {
     this.sdk ??= (async () => {
       const { Storage, IdempotencyStrategy } = await import('@google-cloud/storage');
       const endpoint = this.config.endpoint;
       const storage: Storage = new Storage({
-        ...(endpoint ? { apiEndpoint: endpoint.replace(/\/$/, ''), useAuthWithCustomEndpoint: !isLoopback(endpoint) } : {}),
-        ...(endpoint && isLoopback(endpoint) ? { projectId: 'vhfs-local' } : {}),
+        ...(endpoint ? { apiEndpoint: this.apiBase, useAuthWithCustomEndpoint: this.useAuth } : {}),
+        ...(this.useAuth ? {} : { projectId: 'vhfs-local' }),
         // Whole-request limit (the SDK has no idle timer): twice the idle limit bounds a stalled attempt.
         timeout: 2 * this.retry.idleTimeoutMs,
         retryOptions: {
           autoRetry: true,
           maxRetries: this.retry.attempts - 1,
           retryDelayMultiplier: 2,
-          maxRetryDelay: this.retry.maxDelayMs / 1000,
+          // Seconds, and at least 1: the SDK's upload retry (async-retry) starts at 1 s and refuses a
+          // smaller cap. Its delays are its own: 2^n s plus up to 1 s of jitter.
+          maxRetryDelay: Math.max(1, this.retry.maxDelayMs / 1000),
           totalTimeout: Math.max(60, (this.retry.attempts * (this.retry.idleTimeoutMs + this.retry.maxDelayMs)) / 1000),
           idempotencyStrategy: IdempotencyStrategy.RetryAlways,
         },
       });
-      return storage.bucket(this.config.bucket);
+      return { storage, bucket: storage.bucket(this.config.bucket) };
     })();
     return this.sdk;
   }
 
   protected async rawHead(name: string): Promise<RawObject | undefined> {
-    const bucket = await this.load();
+    const { bucket } = await this.load();
     try {
       const [meta] = await bucket.file(name).getMetadata();
       return rawObject(name, meta);
@@ -103,38 +115,27 @@ export class GcsStore extends RemoteStore {
   }
 
   protected async rawRead(name: string, range: { offset: number; length: number } | undefined, signal: AbortSignal | undefined): Promise<RawRead> {
-    const bucket = await this.load();
-    const stream = bucket.file(name).createReadStream({
-      validation: false,
-      decompress: false,
-      ...(range ? { start: range.offset, end: range.offset + range.length - 1 } : {}),
+    const { storage } = await this.load();
+    const url = new URL(`${this.apiBase}/storage/v1/b/${encodeURIComponent(this.config.bucket)}/o/${encodeURIComponent(name)}?alt=media`);
+    const auth = this.useAuth ? ((await storage.authClient.getRequestHeaders(url.href)) as Record<string, string>) : undefined;
+    const res = await httpGet({
+      method: 'GET', url, signal, policy: this.retry, maxSockets: this.maxSockets, where: `${this.url}/${name.slice(this.prefix.length)}`,
+      headers: range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {},
+      ...(auth ? { originHeaders: auth } : {}),
     });
-    return new Promise<RawRead>((resolve, reject) => {
-      const onAbort = () => stream.destroy(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
-      const done = () => signal?.removeEventListener('abort', onAbort);
-      stream.once('error', (err) => {
-        done();
-        reject(err);
-      });
-      stream.once('response', (res: { statusCode: number; headers: Record<string, string> }) => {
-        if (res.statusCode >= 300) return; // the SDK turns it into an 'error' with the service's message
-        done();
-        const h = res.headers;
-        const length = Number(h['content-length'] ?? 0);
-        const cr = parseContentRange(h['content-range']);
-        const etag = h['x-goog-generation'];
-        resolve(cr
-          ? { body: stream, start: cr.start, length, size: cr.size ?? cr.end + 1, partial: true, etag }
-          : { body: stream, start: 0, length, size: length, partial: false, etag });
-      });
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      stream.read(0); // the SDK sends the request once the stream is first read from
-    });
+    const status = res.statusCode ?? 0;
+    if (status !== 200 && status !== 206) throw await HttpStatusError.from(res);
+    const h = res.headers;
+    const length = Number(h['content-length'] ?? 0);
+    const cr = parseContentRange(h['content-range']);
+    const etag = h['x-goog-generation'] as string | undefined;
+    return cr
+      ? { body: res, start: cr.start, length, size: cr.size ?? cr.end + 1, partial: true, etag }
+      : { body: res, start: 0, length, size: length, partial: false, etag };
   }
 
   protected async rawPut(name: string, body: Buffer | Readable, opts: RawPutOptions): Promise<RawObject> {
-    const bucket = await this.load();
+    const { bucket } = await this.load();
     const file = bucket.file(name);
     const preconditionOpts = opts.ifNoneMatch === '*' ? { ifGenerationMatch: 0 } : opts.ifMatch !== undefined ? { ifGenerationMatch: generationOf(`${this.url}/${name.slice(this.prefix.length)}`, opts.ifMatch) } : undefined;
     const common = {
@@ -161,7 +162,7 @@ export class GcsStore extends RemoteStore {
   }
 
   protected async rawList(prefix: string, delimiter: '/' | undefined, token: string | undefined): Promise<RawListPage> {
-    const bucket = await this.load();
+    const { bucket } = await this.load();
     const [files, next, response] = await bucket.getFiles({
       prefix, autoPaginate: false, maxResults: 1000,
       ...(delimiter ? { delimiter } : {}),
@@ -176,17 +177,24 @@ export class GcsStore extends RemoteStore {
   }
 
   protected async rawDelete(name: string): Promise<void> {
-    const bucket = await this.load();
+    const { bucket } = await this.load();
     await bucket.file(name).delete({ ignoreNotFound: true });
   }
 
   protected describeFailure(err: unknown): FailureInfo {
-    const e = err as { code?: number | string; message?: string; errors?: Array<{ reason?: string; message?: string }> };
-    const status = typeof e.code === 'number' ? e.code : undefined;
-    let message = err instanceof Error ? err.message : String(err);
+    // Three shapes: ApiError from the JSON API calls (numeric `code`), gaxios errors from resumable
+    // uploads (`response.status`, or `code` as a string), HttpStatusError from our media GETs.
+    const e = err as {
+      code?: number | string; status?: number; message?: string;
+      errors?: Array<{ reason?: string }>; response?: { status?: number; data?: unknown };
+    };
+    const codeNumber = typeof e.code === 'string' && /^\d{3}$/.test(e.code) ? Number(e.code) : e.code;
+    const status = err instanceof HttpStatusError ? err.status
+      : typeof codeNumber === 'number' ? codeNumber : e.response?.status ?? e.status;
+    let message = err instanceof HttpStatusError ? err.body || err.message : err instanceof Error ? err.message : String(err);
     let reason = e.errors?.[0]?.reason;
-    // A streamed read's error carries the raw JSON reply as its message.
-    if (message.startsWith('{')) {
+    // A JSON error document (media GET bodies, some SDK messages): take its message and reason.
+    if (message.trim().startsWith('{')) {
       try {
         const parsed = JSON.parse(message) as { error?: { message?: string; errors?: Array<{ reason?: string }> } };
         message = parsed.error?.message ?? message;
@@ -199,13 +207,13 @@ export class GcsStore extends RemoteStore {
     if (/Could not load the default credentials|Unable to detect a Project Id|invalid_grant/i.test(message)) {
       return { code: 'credentials', message, credentials: true };
     }
-    const code = reason ?? (typeof e.code === 'string' ? e.code : undefined);
+    const code = reason ?? (typeof e.code === 'string' && status === undefined ? e.code : undefined);
     return {
       ...(status !== undefined ? { status } : {}),
       ...(code !== undefined ? { code } : {}),
       message,
       missingBucket: status === 404 && /bucket/i.test(message) && !/object/i.test(message),
-      timeout: e.code === 'ETIMEDOUT' || (!isTransientNetworkError(err) && /timed? ?out|timeout/i.test(message) && status === undefined),
+      timeout: e.code === 'ETIMEDOUT' || (status === undefined && !isTransientNetworkError(err) && /timed? ?out|timeout/i.test(message)),
     };
   }
 

@@ -10,23 +10,18 @@
  *   later ranged reads send `If-Match` with a strong ETag and check the reply's validator, so an object
  *   replaced on the server fails with INTEGRITY instead of being served as a mix of two versions.
  * - `head` is a HEAD; servers that refuse HEAD (405/501) get a one-byte ranged GET instead.
- * - Redirects (301/302/303/307/308) are followed up to 5 times; credentials are not sent to another origin.
- * - Retries (no SDK here, so done here, with the shared RetryPolicy): resets, refused connections, idle
- *   timeouts, 408/429/5xx, with full-jitter backoff (at least a `Retry-After` of up to `maxDelayMs`).
- *   A caller's AbortSignal aborts the request in flight and stops retrying.
+ * - Requests, redirects (credentials only to the first origin) and retries (no SDK here: resets, idle
+ *   timeouts, 408/429/5xx, with the shared RetryPolicy) are `http-client.ts`; a caller's AbortSignal
+ *   aborts the request in flight and stops retrying.
  * - Writes, deletes and listings are UNSUPPORTED: HTTP has no portable way to do them.
  */
-import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as http from 'node:http';
 import { VhfsError } from '../util/errors.js';
+import { httpGet, HttpStatusError } from './http-client.js';
 import {
-  backoffMs,
-  isTransientNetworkError,
-  keepAliveAgents,
   parseContentRange,
   RemoteStore,
   scrubSecrets,
-  sleep,
   type FailureInfo,
   type RawListPage,
   type RawObject,
@@ -38,16 +33,6 @@ export interface HttpsStoreConfig extends RemoteStoreOptions {
   /** `http(s)://[user:password@]host[:port]/path[?query]`: objects are `<path>/<key>`. */
   base: string;
 }
-
-/** A reply outside 2xx, with the status for error mapping. */
-class HttpStatusError extends Error {
-  constructor(readonly status: number, readonly statusText: string) {
-    super(`HTTP ${status} ${statusText}`);
-  }
-}
-
-const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
-const MAX_REDIRECTS = 5;
 
 export class HttpsStore extends RemoteStore {
   readonly url: string;
@@ -96,7 +81,7 @@ export class HttpsStore extends RemoteStore {
       const cr = parseContentRange(res.headers['content-range']);
       if (res.statusCode === 206 && cr?.size !== undefined) return { name, size: cr.size, etag: validatorOf(res) ?? '', mtimeMs: mtimeOf(res) };
     }
-    if (res.statusCode !== 200 && res.statusCode !== 206) throw new HttpStatusError(res.statusCode ?? 0, res.statusMessage ?? '');
+    if (res.statusCode !== 200 && res.statusCode !== 206) throw await HttpStatusError.from(res);
     return { name, size: Number(res.headers['content-length'] ?? 0), etag: validatorOf(res) ?? '', mtimeMs: mtimeOf(res) };
   }
 
@@ -110,10 +95,7 @@ export class HttpsStore extends RemoteStore {
       res.resume();
       throw this.changed(name, pinned, 'a newer one (the server refused If-Match)');
     }
-    if (status !== 200 && status !== 206) {
-      res.resume();
-      throw new HttpStatusError(status, res.statusMessage ?? '');
-    }
+    if (status !== 200 && status !== 206) throw await HttpStatusError.from(res);
     const etag = validatorOf(res);
     const length = Number(res.headers['content-length'] ?? -1);
     if (status === 206) {
@@ -161,49 +143,10 @@ export class HttpsStore extends RemoteStore {
     return 'an HTTP(S) store takes credentials only from the URL itself (user:password@ or a signed query string)';
   }
 
-  /** One logical request: redirects followed, transient failures retried; resolves with the final reply. */
-  private async send(method: 'GET' | 'HEAD', name: string, headers: http.OutgoingHttpHeaders, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
-    for (let attempt = 1; ; attempt++) {
-      let res: http.IncomingMessage;
-      try {
-        res = await this.follow(method, this.objectUrl(name), headers, signal);
-      } catch (err) {
-        if (signal?.aborted || !isTransientNetworkError(err) || attempt >= this.retry.attempts) throw err;
-        await sleep(backoffMs(this.retry, attempt), signal);
-        continue;
-      }
-      if (!RETRY_STATUS.has(res.statusCode ?? 0) || attempt >= this.retry.attempts) return res;
-      res.resume();
-      const retryAfter = Number(res.headers['retry-after']) * 1000;
-      await sleep(Math.max(backoffMs(this.retry, attempt), Number.isFinite(retryAfter) ? Math.min(retryAfter, this.retry.maxDelayMs) : 0), signal);
-    }
-  }
-
-  private async follow(method: 'GET' | 'HEAD', url: URL, headers: http.OutgoingHttpHeaders, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
-    let target = url;
-    for (let hop = 0; ; hop++) {
-      const sameOrigin = target.origin === this.base.origin;
-      const res = await this.request(method, target, { ...headers, ...(sameOrigin && this.authorization ? { authorization: this.authorization } : {}) }, signal);
-      const location = res.headers.location;
-      if (![301, 302, 303, 307, 308].includes(res.statusCode ?? 0) || !location) return res;
-      res.resume();
-      if (hop >= MAX_REDIRECTS) throw new VhfsError('STORE', `${this.url}: more than ${MAX_REDIRECTS} redirects`);
-      target = new URL(location, target);
-    }
-  }
-
-  private request(method: string, url: URL, headers: http.OutgoingHttpHeaders, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
-    const agents = keepAliveAgents(this.maxSockets);
-    const lib = url.protocol === 'https:' ? https : http;
-    return new Promise((resolve, reject) => {
-      const req = lib.request(url, {
-        method, headers, agent: url.protocol === 'https:' ? agents.https : agents.http, ...(signal ? { signal } : {}),
-      }, resolve);
-      // Socket inactivity for the whole exchange, reply headers and body alike: a reply that stops
-      // mid-way is cut off (its body errors, and the read is retried above us).
-      req.setTimeout(this.retry.idleTimeoutMs, () => req.destroy(Object.assign(new Error(`no reply within ${this.retry.idleTimeoutMs} ms`), { code: 'ETIMEDOUT' })));
-      req.on('error', reject);
-      req.end();
+  private send(method: 'GET' | 'HEAD', name: string, headers: http.OutgoingHttpHeaders, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
+    return httpGet({
+      method, url: this.objectUrl(name), headers, signal, policy: this.retry, maxSockets: this.maxSockets, where: this.where(name),
+      ...(this.authorization ? { originHeaders: { authorization: this.authorization } } : {}),
     });
   }
 }

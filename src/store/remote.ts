@@ -93,6 +93,24 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Run `fn` with a signal that aborts when `signal` does or after `ms` (a TimeoutError), whichever is first;
+ * the timer stops when `fn` settles. For SDKs without a per-attempt timer: the call as a whole is bounded.
+ */
+export async function withDeadline<T>(ms: number, signal: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(signal!.reason);
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')), ms);
+  try {
+    return await fn(controller.signal);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
 // ------------------------------------------------------------------------------------------ connections
 
 const agents = new Map<number, { http: http.Agent; https: https.Agent }>();
