@@ -278,7 +278,7 @@ export abstract class RemoteStore implements ObjectStore {
     this.checkKey(key);
     this.stats.heads++;
     const raw = await this.call('head', key, () => this.rawHead(this.prefix + key));
-    if (raw) this.pins.set(raw.name, raw.etag);
+    if (raw?.etag) this.pins.set(raw.name, raw.etag);
     return raw && this.info(key, raw);
   }
 
@@ -351,7 +351,7 @@ export abstract class RemoteStore implements ObjectStore {
         const own = await this.rawHead(name).catch(() => undefined);
         if (own?.writeId === writeId) {
           this.stats.bytesWritten += counted;
-          this.pins.set(name, own.etag);
+          if (own.etag) this.pins.set(name, own.etag);
           return this.info(key, own);
         }
       }
@@ -359,7 +359,7 @@ export abstract class RemoteStore implements ObjectStore {
       throw failure;
     }
     this.stats.bytesWritten += counted;
-    this.pins.set(name, raw.etag);
+    if (raw.etag) this.pins.set(name, raw.etag);
     return this.info(key, { ...raw, size: Buffer.isBuffer(payload) ? payload.length : counted });
   }
 
@@ -436,7 +436,7 @@ export abstract class RemoteStore implements ObjectStore {
           throw new VhfsError('STORE', `${this.where(key)}: asked for bytes ${range.offset}-${range.offset + range.length - 1}, the server sent ${read.start}-${read.start + read.length - 1}`);
         }
       }
-      if (pin && read.etag !== undefined) {
+      if (pin && read.etag) {
         if (pinned !== undefined && pinned !== read.etag) throw this.changed(key, pinned, read.etag);
         if (pinned === undefined) this.pins.set(name, read.etag);
       }
@@ -504,6 +504,8 @@ export abstract class RemoteStore implements ObjectStore {
     if (f.missingBucket) return new VhfsError('STORE', `${this.url}: the bucket or container does not exist (${detail})`);
     switch (f.status) {
       case 404:
+        // AWS answers If-Match on a key that does not exist with 404 NoSuchKey: the swap failed.
+        if (ctx.conditional) return new VhfsError('CONFLICT', `${this.where(key)}: the condition of the put failed (the object does not exist) (${detail})`);
         return this.notFound(key);
       case 412:
         return new VhfsError('CONFLICT', `${this.where(key)}: ${ctx.conditional ? 'the condition of the put failed (the object exists or changed)' : 'precondition failed'} (${detail})`);

@@ -3,7 +3,8 @@
  * them (since August / November 2024):
  *   PUT object, or POST ?uploadId= (CompleteMultipartUpload), with
  *     `If-None-Match: *`  → 412 PreconditionFailed if the key exists;
- *     `If-Match: <etag>`  → 412 PreconditionFailed if the key is absent or its ETag differs.
+ *     `If-Match: <etag>`  → 412 PreconditionFailed if its ETag differs, 404 NoSuchKey if the key is absent
+ *                           (what AWS answers; Ceph answers 412 there, and clients must take both).
  * Everything else is relayed unchanged (headers included, so SigV4 signatures still verify upstream).
  *
  * Atomicity: a check and the write it guards must not interleave with another write of the same key, so
@@ -104,7 +105,14 @@ export async function startS3ConditionalShim(upstream: string): Promise<Conditio
             refused.ifNoneMatch++;
             return preconditionFailed(res, 'If-None-Match');
           }
-          if (ifMatch !== undefined && (etag === undefined || stripQuotes(etag) !== stripQuotes(ifMatch))) {
+          if (ifMatch !== undefined && etag === undefined) {
+            refused.ifMatch++;
+            const text = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>';
+            res.writeHead(404, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(text) });
+            res.end(text);
+            return;
+          }
+          if (ifMatch !== undefined && stripQuotes(etag!) !== stripQuotes(ifMatch)) {
             refused.ifMatch++;
             return preconditionFailed(res, 'If-Match');
           }

@@ -26,9 +26,14 @@ export interface S3rverServer extends RunningServer {
 
 const S3RVER_BIN = path.join(path.dirname(createRequire(import.meta.url).resolve('s3rver/package.json')), 'bin', 's3rver.js');
 
-export async function startS3rver(opts: { bucket?: string } = {}): Promise<S3rverServer> {
+/**
+ * Start s3rver with one bucket. `dir` keeps its data in a directory of the caller's that outlives the
+ * server (benchmarks reuse a loaded bucket); by default a temp dir, removed on `stop()`.
+ */
+export async function startS3rver(opts: { bucket?: string; dir?: string } = {}): Promise<S3rverServer> {
   const bucket = opts.bucket ?? `vhfs-${randomBytes(5).toString('hex')}`;
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vhfs-s3rver-'));
+  const owned = opts.dir === undefined;
+  const dir = opts.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'vhfs-s3rver-')));
   try {
     const server = await startChildServer({
       name: 's3rver',
@@ -43,11 +48,11 @@ export async function startS3rver(opts: { bucket?: string } = {}): Promise<S3rve
       dir,
       stop: async () => {
         await server.stop();
-        await fs.rm(dir, { recursive: true, force: true });
+        if (owned) await fs.rm(dir, { recursive: true, force: true });
       },
     };
   } catch (err) {
-    await fs.rm(dir, { recursive: true, force: true });
+    if (owned) await fs.rm(dir, { recursive: true, force: true });
     throw err;
   }
 }
