@@ -16,7 +16,7 @@ import { startS3rver, S3RVER_CREDENTIALS } from '../../test/servers/s3rver.js';
 import { startGcsServer } from '../../test/servers/gcs-server.js';
 import { startAzurite } from '../../test/servers/azurite.js';
 import { startStaticHttp } from '../../test/servers/static-http.js';
-import { startFaultProxy } from '../../test/servers/fault-proxy.js';
+import { startFaultProxyProcess } from '../../test/servers/fault-proxy.js';
 import type { RunningServer } from '../../test/servers/child-server.js';
 
 const argv = process.argv.slice(2);
@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   for (const b of backends.filter((x) => BACKENDS.includes(x.name))) {
     log(`${b.name}: starting server`);
     const { server, open, seed } = await b.start();
-    const proxy = await startFaultProxy(server.endpoint, { latencyMs: LATENCY });
+    const proxy = await startFaultProxyProcess(server.endpoint, { latencyMs: LATENCY });
     try {
       await seed(open(server.endpoint), data);
       for (const [label, endpoint] of [['direct', server.endpoint], [`+${LATENCY} ms proxy`, proxy.endpoint]] as const) {

@@ -37,6 +37,26 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Serve `server` on 127.0.0.1 with a port the kernel chooses (parallel runs never collide); `close()` also
+ * drops open connections, kept-alive or stalled ones included, so a stop never waits on a client.
+ */
+export async function listenLoopback(server: http.Server): Promise<{ port: number; endpoint: string; close(): Promise<void> }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}
+
 /** Poll `probe` every 25 ms until it returns true; throws after `timeoutMs` naming `what`. */
 export async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -24,11 +24,12 @@
  *                   the write happened, the client cannot know)
  *   'truncate'      forward, send the headers and about half the body, then reset
  * Only 127.0.0.1 / ::1 / localhost upstreams are accepted; the proxy listens on 127.0.0.1, port 0.
+ * `startFaultProxyProcess` runs it in a child process (for benchmarks) and reads its counters over IPC.
  */
 import * as http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { rng } from '../helpers/rng.js';
-import type { RunningServer } from './child-server.js';
+import { listenLoopback, type RunningServer } from './child-server.js';
 
 export type FaultKind = '500' | '503' | 'reset' | 'stall' | 'lost-reply' | 'truncate';
 
@@ -84,7 +85,6 @@ export async function startFaultProxy(upstream: string, initial: FaultPlan = {})
   let injected = 0;
   const timers = new Set<NodeJS.Timeout>();
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024 });
-  const sockets = new Set<Socket>();
 
   const later = (ms: number, fn: () => void) => {
     if (!(ms > 0)) return fn();
@@ -182,19 +182,10 @@ export async function startFaultProxy(upstream: string, initial: FaultPlan = {})
     req.on('error', () => done());
   });
   server.keepAliveTimeout = 30_000;
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const bound = await listenLoopback(server);
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    port,
+    endpoint: bound.endpoint,
+    port: bound.port,
     get stats() { return stats; },
     set(next: FaultPlan) {
       plan = next;
@@ -204,12 +195,60 @@ export async function startFaultProxy(upstream: string, initial: FaultPlan = {})
       stats = newStats();
       injected = 0;
     },
-    stop: () => new Promise<void>((resolve) => {
+    stop: async () => {
       for (const t of timers) clearTimeout(t);
       timers.clear();
-      server.close(() => resolve());
-      for (const s of sockets) s.destroy();
       agent.destroy();
-    }),
+      await bound.close();
+    },
   };
+}
+
+// ------------------------------------------------------------------------------------------------ own process
+
+/** A proxy running in its own process (benchmarks: its work must not compete with the measured client). */
+export interface FaultProxyProcess extends RunningServer {
+  stats(): Promise<ProxyStats>;
+}
+
+/**
+ * Start the proxy in a child process (this file run as a program) and talk to it over IPC: `stats()`
+ * asks for the counters. The child exits when this process disconnects, so it never outlives it.
+ */
+export async function startFaultProxyProcess(upstream: string, plan: FaultPlan = {}): Promise<FaultProxyProcess> {
+  const { fork } = await import('node:child_process');
+  const child = fork(fileURLToPath(import.meta.url), ['--serve', upstream, JSON.stringify(plan)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m) => resolve((m as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`fault proxy process exited ${code}`)));
+  });
+  let asked = 0;
+  const waiting = new Map<number, (s: ProxyStats) => void>();
+  child.on('message', (m) => {
+    const msg = m as { id?: number; stats?: ProxyStats };
+    if (msg.id !== undefined && msg.stats) waiting.get(msg.id)?.(msg.stats);
+    if (msg.id !== undefined) waiting.delete(msg.id);
+  });
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    stats: () => new Promise((resolve) => {
+      const id = ++asked;
+      waiting.set(id, resolve);
+      child.send({ id });
+    }),
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.disconnect();
+      await gone;
+    },
+  };
+}
+
+if (process.argv[2] === '--serve' && process.argv[1] === fileURLToPath(import.meta.url) && process.send) {
+  const proxy = await startFaultProxy(process.argv[3], JSON.parse(process.argv[4] ?? '{}') as FaultPlan);
+  process.on('message', (m) => process.send!({ id: (m as { id: number }).id, stats: proxy.stats }));
+  process.on('disconnect', () => { void proxy.stop().then(() => process.exit(0)); });
+  process.send({ port: proxy.port });
 }

@@ -32,8 +32,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { RunningServer } from './child-server.js';
+import { listenLoopback, type RunningServer } from './child-server.js';
 
 interface StoredObject {
   data: Buffer;
@@ -315,20 +314,13 @@ export async function startGcsServer(opts: { buckets?: string[] } = {}): Promise
     return out;
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const bound = await listenLoopback(server);
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    port,
+    endpoint: bound.endpoint,
+    port: bound.port,
     buckets,
     createBucket: (name) => { if (!buckets.has(name)) buckets.set(name, new Map()); },
-    stop: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    stop: bound.close,
   };
 }
 

@@ -16,8 +16,7 @@
  * Path-style addressing only (`/bucket/key`), which is what tests use with s3rver.
  */
 import * as http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import type { RunningServer } from './child-server.js';
+import { listenLoopback, type RunningServer } from './child-server.js';
 
 export interface ConditionalShim extends RunningServer {
   /** Conditional writes refused with 412, by header. */
@@ -29,7 +28,6 @@ export async function startS3ConditionalShim(upstream: string): Promise<Conditio
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
   const locks = new Map<string, Promise<void>>();
   const refused = { ifNoneMatch: 0, ifMatch: 0 };
-  const sockets = new Set<Socket>();
 
   /** Run `fn` with the key's mutex held (a promise chain per key; the entry goes when idle). */
   async function withKeyLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -124,24 +122,15 @@ export async function startS3ConditionalShim(upstream: string): Promise<Conditio
       });
     });
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const bound = await listenLoopback(server);
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    port,
+    endpoint: bound.endpoint,
+    port: bound.port,
     refused,
-    stop: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      for (const s of sockets) s.destroy();
+    stop: async () => {
       agent.destroy();
-    }),
+      await bound.close();
+    },
   };
 }
 

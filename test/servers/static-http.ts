@@ -14,8 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { RunningServer } from './child-server.js';
+import { listenLoopback, type RunningServer } from './child-server.js';
 
 export interface StaticHttpOptions {
   ignoreRange?: boolean;
@@ -71,14 +70,10 @@ export async function startStaticHttp(options: StaticHttpOptions = {}): Promise<
     res.writeHead(206, { ...headers, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${f.data.length}` });
     res.end(req.method === 'HEAD' ? undefined : f.data.subarray(start, end + 1));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const bound = await listenLoopback(server);
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    port,
+    endpoint: bound.endpoint,
+    port: bound.port,
     get options() { return state.options; },
     set options(next: StaticHttpOptions) { state.options = next; },
     requests,
@@ -87,9 +82,6 @@ export async function startStaticHttp(options: StaticHttpOptions = {}): Promise<
       // Last-Modified has one-second resolution: step it by a second per version so it changes too.
       files.set(path, { data, etag: `"${createHash('md5').update(data).update(String(version)).digest('hex')}"`, modified: new Date(Date.UTC(2026, 0, 1) + version * 1000) });
     },
-    stop: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    stop: bound.close,
   };
 }
