@@ -25,7 +25,8 @@ export interface ContractOptions {
   knownServerBugs?: Array<'shallow-common-prefixes'>;
 }
 
-async function collect(r: Readable): Promise<Buffer> {
+/** A stream's bytes, concatenated. */
+export async function collect(r: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of r) chunks.push(c as Buffer);
   return Buffer.concat(chunks);

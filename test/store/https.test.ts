@@ -4,12 +4,12 @@
  */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { HttpsStore, openHttpObject, openStore } from '../../src/store/index.js';
 import type { RetryPolicy } from '../../src/store/remote.js';
 import { isVhfsError } from '../../src/util/errors.js';
 import { startStaticHttp, type StaticHttpServer } from '../servers/static-http.js';
 import { startFaultProxy } from '../servers/fault-proxy.js';
+import { collect } from './contract.js';
 
 const FAST_RETRY: Partial<RetryPolicy> = { attempts: 8, baseDelayMs: 10, maxDelayMs: 100 };
 const DATA = randomBytes(600_000);
@@ -24,12 +24,6 @@ async function serve(t: { teardown: (fn: () => Promise<void>) => void }, options
 }
 
 const store = (base: string, retry: Partial<RetryPolicy> = FAST_RETRY) => new HttpsStore({ base, retry });
-
-async function collect(r: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of r) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
 test('reads: head, getRange, get, getStream (range), keys with spaces, and the stats', async (t) => {
   const server = await serve(t);

@@ -17,6 +17,7 @@ import type { RetryPolicy } from '../../src/store/remote.js';
 import { isVhfsError } from '../../src/util/errors.js';
 import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js';
 import { rng } from '../helpers/rng.js';
+import { collect } from './contract.js';
 
 export interface RemoteFixture {
   /** Where the proxy forwards to (the server, or a shim in front of it). */
@@ -27,12 +28,6 @@ export interface RemoteFixture {
 
 let prefixes = 0;
 const freshPrefix = (label: string) => `faults-${label.toLowerCase()}-${process.pid}-${++prefixes}/`;
-
-async function collect(r: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of r) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
 const totalFaults = (p: FaultProxy) => Object.values(p.stats.faults).reduce((a, b) => a + b, 0);
 
