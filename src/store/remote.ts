@@ -102,7 +102,7 @@ export async function withDeadline<T>(ms: number, signal: AbortSignal | undefine
   const onAbort = () => controller.abort(signal!.reason);
   if (signal?.aborted) onAbort();
   signal?.addEventListener('abort', onAbort, { once: true });
-  const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')), ms);
+  const timer = setTimeout(() => controller.abort(Object.assign(new Error(`no answer within ${ms} ms`), { name: 'TimeoutError' })), ms);
   try {
     return await fn(controller.signal);
   } finally {
@@ -123,7 +123,9 @@ const agents = new Map<number, { http: http.Agent; https: https.Agent }>();
 export function keepAliveAgents(maxSockets: number): { http: http.Agent; https: https.Agent } {
   let a = agents.get(maxSockets);
   if (!a) {
-    const opts = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' as const };
+    // `timeout` closes idle pooled sockets after 4 s, before servers' usual 5 s keep-alive limit, so a
+    // request is rarely sent on a socket the server is closing (a reset the SDKs would have to retry).
+    const opts = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' as const, timeout: 4000 };
     a = { http: new http.Agent(opts), https: new https.Agent(opts) };
     agents.set(maxSockets, a);
   }
@@ -165,7 +167,8 @@ export function scrubSecrets(text: string, secrets: readonly string[] = []): str
   let out = text;
   for (const s of secrets) if (s.length >= 8) out = out.split(s).join('***');
   out = out.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s@]*@/g, '$1***@');
-  out = out.replace(/((?:^|[?&;\s])[A-Za-z0-9_-]*(?:sig|signature|token|credential|secret|password|accountkey|key)=)[^&;\s"'<]*/gi, '$1***');
+  out = out.replace(/((?:^|;)\s*(?:AccountKey|SharedAccessSignature)=)[^;]*/gi, '$1***'); // connection strings
+  out = out.replace(/((?:^|[?&;\s])[A-Za-z0-9_-]*(?:sig|signature|token|credential|secret|password|accountkey|key)=)(?!\*\*\*)[^&;\s"'<]*/gi, '$1***');
   out = out.replace(/(authorization["']?\s*[:=]\s*["']?)[^"'\r\n,}]*/gi, '$1***');
   return out.replace(/[\u0000-\u001f\u007f]+/g, ' ');
 }

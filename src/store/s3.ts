@@ -52,6 +52,7 @@ export interface S3StoreConfig extends RemoteStoreOptions {
 
 type S3Sdk = typeof import('@aws-sdk/client-s3');
 
+const SILENT = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 const SINGLE_PUT_MAX = 64 * 1024 * 1024;
 const DEFAULT_PART = 8 * 1024 * 1024;
 const MAX_PARTS = 10_000;
@@ -93,6 +94,9 @@ export class S3Store extends RemoteStore {
           requestTimeout: this.retry.idleTimeoutMs,
           throwOnRequestTimeout: true,
           socketTimeout: this.retry.idleTimeoutMs,
+          // The handler warns on the console when callers queue for sockets; a full pool is the block
+          // cache's business (it bounds its own parallelism), not a message for the user's terminal.
+          logger: SILENT,
         },
       });
       return { s3, client };
