@@ -62,6 +62,11 @@ export interface BlockCacheOptions {
   blockSize?: number;
   memoryBytes?: number;
   disk?: BlockDisk;
+  /**
+   * Use the disk tier for sources in local directory stores too (default false: reading a local store
+   * again costs what reading the disk tier would).
+   */
+  diskForLocal?: boolean;
   fetchTimeoutMs?: number;
   /** Largest readahead window in bytes (0: none). Independent of the block size. */
   readaheadBytes?: number;
@@ -128,6 +133,7 @@ export class BlockCache {
   private readonly states = new WeakMap<ObjectRef, SourceState>();
   private readonly queues = new Map<string, FetchQueue>();
   private readonly disk?: BlockDisk;
+  private readonly diskForLocal: boolean;
   private readonly fetchTimeoutMs: number;
   private readonly maxReadahead: number;
   private readonly runBlocks: number;
@@ -145,6 +151,7 @@ export class BlockCache {
     }
     this.memory = new MemoryTier(Math.max(opts.memoryBytes ?? DEFAULTS.memoryBytes, this.blockSize * 4));
     this.disk = opts.disk;
+    this.diskForLocal = opts.diskForLocal ?? false;
     this.fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs;
     this.maxReadahead = Math.floor((opts.readaheadBytes ?? DEFAULTS.readaheadBytes) / this.blockSize);
     this.runBlocks = Math.max(1, Math.floor((opts.runBytes ?? 2 * 1024 * 1024) / this.blockSize));
@@ -408,9 +415,10 @@ export class BlockCache {
 
   private async loadRun(source: ObjectRef, st: SourceState, first: number, last: number): Promise<Buffer[]> {
     const bs = this.blockSize;
-    if (this.disk) {
+    const disk = this.disk && (this.diskForLocal || !this.storeOf(source).url.startsWith('file:')) ? this.disk : undefined;
+    if (disk) {
       const fromDisk = await Promise.all(
-        Array.from({ length: last - first + 1 }, (_, k) => this.disk!.get(st.id, bs, first + k).catch(() => undefined)),
+        Array.from({ length: last - first + 1 }, (_, k) => disk.get(st.id, bs, first + k).catch(() => undefined)),
       );
       if (fromDisk.every((b) => b !== undefined)) {
         // The disk tier is trusted no more than the store: blocks are checked again as they come back.
@@ -429,8 +437,7 @@ export class BlockCache {
     const blocks: Buffer[] = [];
     for (let b = first; b <= last; b++) blocks.push(data.subarray((b - first) * bs, Math.min((b - first + 1) * bs, data.length)));
     await this.checkBlocks(source, st, first, blocks);
-    if (this.disk) {
-      const disk = this.disk;
+    if (disk) {
       blocks.forEach((buf, k) => {
         disk.put(st.id, bs, first + k, buf).catch((err: unknown) => this.warn(`block cache: could not write block ${first + k} of ${source.key} to disk: ${String(err)}`));
       });
