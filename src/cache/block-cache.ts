@@ -632,6 +632,8 @@ export class BlockCache {
       return;
     }
     if (last === st.lastBlock && st.window > 0) return; // still inside the same block: nothing new to predict
+    // The reader has moved on: the blocks behind it are spent, whatever in them no file took.
+    for (let b = Math.max(0, st.lastBlock - 1); b < Math.floor(offset / this.blockSize); b++) this.memory.spend(blockKey(st, b));
     st.lastBlock = last;
     if (st.aheadUntil - last > st.window / 2) return;
     // Fetched-but-unread data and fetches in flight stay within half the memory budget.

@@ -100,7 +100,7 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
           return { mountpoint: mount.mountpoint, inputsJson: mount.inputsJsonPath, pid: process.pid };
         },
         stop: () => mount.unmount(),
-        snapshot: () => ({ store: catalog.store.stats, cache: mount.cache.stats, cacheMemoryBytes: mount.cache.memoryBytes }),
+        snapshot: () => ({ store: catalog.store.stats, cache: mount.cache.stats, cacheMemory: mount.cache.memoryStats, process: process.memoryUsage() }),
       };
     },
     onReady: (info) => output(ctx, info, () => `ready: ${paths.inputs}`),
