@@ -79,6 +79,7 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
     log,
     statsFile: o.statsFile,
     start: async () => {
+      catalog.store.warmUp?.();
       const mount = await mountInputs({
         mountpoint: paths.inputs, configDir: paths.config, specs, catalog, cacheDir: ctx.cacheDir, settings: ctx.storeSettings,
         blockSize: o.blockSize, memoryBytes: o.memory, readaheadBytes: o.readahead, fetchTimeoutMs: o.fetchTimeout,
