@@ -72,6 +72,10 @@ interface LooseData {
   key: string;
   store?: string;
   size: number;
+  /** Where the file's bytes start in object `key` (a packed datum: its member's offset in the package part). */
+  offset: number;
+  /** Size of object `key` (a packed datum: the package part's). */
+  objectSize: number;
   mtimeMs: number;
   datum?: DatumRecord;
 }
@@ -149,7 +153,7 @@ export class InputResolver {
     for (const p of pinned) if (p.kind === 'version') await this.addVersion(p, builder, sourceFor);
     for (const placed of loose.files) {
       const d = placed.file.data!;
-      builder.add({ path: placed.path, size: d.size, source: sourceFor(d.key, d.size, d.store), offset: 0, mtimeMs: d.mtimeMs });
+      builder.add({ path: placed.path, size: d.size, source: sourceFor(d.key, d.objectSize, d.store), offset: d.offset, mtimeMs: d.mtimeMs });
     }
     return builder.build();
   }
@@ -161,14 +165,17 @@ export class InputResolver {
       if (p.kind === 'datum') {
         loose.push({
           uri: p.uri, id: `datum://${p.datum.id}`, origin: 'datum', key: p.datum.name,
-          data: { key: p.datum.blobKey, size: p.datum.size, mtimeMs: Date.parse(p.datum.ctime), datum: p.datum },
+          data: {
+            key: p.datum.packed?.key ?? p.datum.blobKey, size: p.datum.size, offset: p.datum.packed?.offset ?? 0,
+            objectSize: p.datum.packed?.packageSize ?? p.datum.size, mtimeMs: Date.parse(p.datum.ctime), datum: p.datum,
+          },
         });
       } else if (p.kind === 'local') {
         for (const f of await listLocal(p.parsed, p.uri)) {
           loose.push({
             uri: p.uri, id: `file:///${f.key}`, origin: 'store', key: f.key,
             ...(p.parsed.wildcardRoot !== undefined ? { wildcardRoot: p.parsed.wildcardRoot.slice(1) } : {}),
-            data: { key: f.key, store: LOCAL_ROOT_STORE, size: f.size, mtimeMs: f.mtimeMs },
+            data: { key: f.key, store: LOCAL_ROOT_STORE, size: f.size, offset: 0, objectSize: f.size, mtimeMs: f.mtimeMs },
           });
         }
       }
