@@ -472,17 +472,13 @@ export class Catalog {
    */
   private async verifyFiles(where: string, files: VersionFile[], packages: PackageRef[]): Promise<void> {
     const missing: Array<{ id: string; label: string; size: number; sha256?: string; file: boolean }> = [];
+    /** Files of an unpackaged version whose datums are packed: their standalone blob must exist too. */
+    const packedOnly: Array<{ id: string; label: string; sha256: string }> = [];
     const check = (label: string, d: { size: number; sha256: string; packed: boolean }, id: string, size: number, sha256: string | undefined, file: boolean) => {
       if (d.size !== size || (sha256 !== undefined && d.sha256 !== sha256)) {
         throw new VhfsError('INTEGRITY', `${where}: ${label}: size/sha256 differ from datum://${id}`);
       }
-      if (file && d.packed && packages.length === 0) {
-        throw new VhfsError(
-          'BAD_ARGUMENT',
-          `${where}: ${label}: datum://${id} is stored only inside a package; an unpackaged version needs its own copy ` +
-            '(createVersion in create-version.ts makes one)',
-        );
-      }
+      if (file && d.packed && packages.length === 0) packedOnly.push({ id, label, sha256: d.sha256 });
     };
     const first = (label: string, id: string, size: number, sha256: string | undefined, file: boolean) => {
       if (!isUuid(id)) throw new VhfsError('BAD_ARGUMENT', `${where}: ${label}: datum id "${id}" is not a UUID`);
@@ -502,6 +498,14 @@ export class Catalog {
       found.push(d);
     });
     if (found.length) this.db.insertDatums(found);
+    await mapLimit(packedOnly, INGEST_CONCURRENCY, async (p) => {
+      if (await this.store.head(keys.blob(p.sha256))) return;
+      throw new VhfsError(
+        'BAD_ARGUMENT',
+        `${where}: ${p.label}: datum://${p.id} is stored only inside a package; an unpackaged version needs its own copy ` +
+          '(createVersion in create-version.ts makes one)',
+      );
+    });
   }
 
   /** Hash the body and make sure `blobs/sha256/<hex>` holds it (with its chunk table); returns the digest. */

@@ -39,7 +39,6 @@
  * datums. Packaged, their bytes are read (once, hash-checked) from where the base stored them; unpackaged,
  * an inherited datum stored only inside a package gets its standalone blob copied out.
  */
-import { PassThrough } from 'node:stream';
 import type { Catalog } from './catalog.js';
 import { checkName } from './catalog.js';
 import type { DatumWriter } from './datum-writer.js';
@@ -48,13 +47,13 @@ import type { CollectionKind, DatumMeta, DatumRecord, PackageRef, Producer, Vers
 import { keys } from './store-records.js';
 import { streamFileOnce, type SourceFile } from './source-files.js';
 import { ReadPool } from './read-pool.js';
+import { startPartUpload, type PartUpload } from './part-upload.js';
 import { writePackage, packagePartName, type PackageEntry, type WrittenEntry } from '../package/index.js';
 import { compareNames, unsafePathReason } from '../index/tree-index.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
 import { ContentHasher, digestBytes } from '../util/hash.js';
 import { Progress, formatBytes } from '../util/progress.js';
 import { mapAhead, mapLimit } from '../util/concurrency.js';
-import type { ObjectInfo } from '../store/types.js';
 
 export { listDirectory, type ListDirectoryOptions, type SourceFile } from './source-files.js';
 
@@ -254,11 +253,10 @@ async function* streamOf(open: () => Promise<AsyncIterable<unknown>>): AsyncGene
 
 type Item = { path: string; size: number; source: SourceFile } | { path: string; size: number; inherited: VersionFile };
 
-interface PartUpload {
+interface Part {
   datumId: string;
   key: string;
-  hasher: ContentHasher;
-  upload: Promise<ObjectInfo>;
+  upload: PartUpload;
 }
 
 async function writePackaged(
@@ -275,7 +273,7 @@ async function writePackaged(
 
   const digests = new Map<string, string>(); // new file path → sha256 of the bytes packaged
   const placed = new Map<string, WrittenEntry>();
-  const uploads: PartUpload[] = [];
+  const uploads: Part[] = [];
   const progress = new Progress(`${job.uri}: reading and packaging files`, items.length, { quiet: job.quiet });
   let doneEntries = 0;
   let doneBytes = 0;
@@ -322,19 +320,9 @@ async function writePackaged(
         const key = keys.packagePart(datumId);
         writer.ownObject(key);
         writer.ownObject(keys.chunks(key));
-        const pipe = new PassThrough({ highWaterMark: 1 << 20 });
-        const hasher = new ContentHasher({ chunks: true });
-        async function* hashed(): AsyncGenerator<Uint8Array> {
-          for await (const chunk of pipe) {
-            hasher.update(chunk as Buffer);
-            yield chunk as Buffer;
-          }
-        }
-        const upload = catalog.store.put(key, hashed(), { ifNoneMatch: '*', contentType: 'application/zip' });
-        // A failed upload must stop the writer, which would otherwise wait on a pipe nobody drains.
-        upload.catch((err: unknown) => pipe.destroy(err instanceof Error ? err : new Error(String(err))));
-        uploads[part - 1] = { datumId, key, hasher, upload };
-        return pipe;
+        const upload = startPartUpload(catalog.store, key, job.pool.hasher());
+        uploads[part - 1] = { datumId, key, upload };
+        return upload.writable;
       },
       onEntry: (e) => placed.set(e.path, e),
       onProgress: (bytes, done) => {
@@ -345,7 +333,7 @@ async function writePackaged(
     });
   } finally {
     // Every upload settles before anything else happens: a rollback must not race a publish.
-    await Promise.allSettled(uploads.map((u) => u.upload));
+    await Promise.all(uploads.map((u) => u.upload.settled));
     await ahead.return();
   }
   progress.finish();
@@ -354,8 +342,7 @@ async function writePackaged(
   const locations: Array<{ datumId: string; key: string; size: number }> = [];
   for (const part of parts) {
     const up = uploads[part.part - 1];
-    const info = await up.upload;
-    const digest = up.hasher.finish();
+    const { info, digest } = await up.upload.result;
     if (digest.size !== part.size || info.size !== part.size) {
       throw new VhfsError('STORE', `${job.uri}: package part ${part.part} is ${info.size} bytes in ${catalog.store.url}/${up.key}, expected ${part.size}`);
     }

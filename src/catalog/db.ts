@@ -209,12 +209,11 @@ export class CatalogDb {
     return {
       insDatum: d.prepare(
         `INSERT OR IGNORE INTO datums (id, name, size, sha256, ctime, blob_key, producer_json, properties_json, tags_json, package_json, packed_json)
-         VALUES (@id, @name, @size, @sha256, @ctime, @blob_key, @producer_json, @properties_json, @tags_json, @package_json, @packed_json)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       delDatum: d.prepare('DELETE FROM datums WHERE id = ?'),
       delTags: d.prepare('DELETE FROM datum_tags WHERE datum_id = ? AND tag = ?'),
       delProp: d.prepare('DELETE FROM datum_props WHERE key = ? AND value_json = ? AND datum_id = ?'),
-      shaUsers: d.prepare('SELECT 1 FROM datums WHERE sha256 = ? AND packed_json IS NULL LIMIT 1').pluck(),
       insBatch: d.prepare('INSERT OR IGNORE INTO datum_batches (batch_id) VALUES (?)'),
       hasBatch: d.prepare('SELECT 1 FROM datum_batches WHERE batch_id = ?').pluck(),
       delBatch: d.prepare('DELETE FROM datum_batches WHERE batch_id = ?'),
@@ -261,24 +260,29 @@ export class CatalogDb {
 
   // ---- datums ----
 
-  /** Insert datums not yet known (one transaction). Returns how many were new. */
-  insertDatums(recs: DatumRecord[]): number {
+  /**
+   * Insert datums not yet known (one transaction). Returns how many were new. Positional parameters and
+   * the JSON of shared objects (one producer for a whole version) made once: a 500,000-datum version is
+   * inserted here in one go.
+   */
+  insertDatums(recs: readonly DatumRecord[]): number {
     let added = 0;
+    const json = new Map<unknown, string>();
+    const shared = (v: unknown) => {
+      let text = json.get(v);
+      if (text === undefined) json.set(v, (text = JSON.stringify(v)));
+      return text;
+    };
     this.db.transaction(() => {
       for (const r of recs) {
-        const res = this.st.insDatum.run({
-          id: r.id,
-          name: r.name,
-          size: r.size,
-          sha256: r.sha256,
-          ctime: r.ctime,
-          blob_key: r.blobKey,
-          producer_json: JSON.stringify(r.producer ?? {}),
-          properties_json: JSON.stringify(r.properties ?? {}),
-          tags_json: JSON.stringify(r.tags ?? []),
-          package_json: r.package ? JSON.stringify(r.package) : null,
-          packed_json: r.packed ? JSON.stringify(r.packed) : null,
-        });
+        const res = this.st.insDatum.run(
+          r.id, r.name, r.size, r.sha256, r.ctime, r.blobKey,
+          shared(r.producer ?? {}),
+          r.properties && Object.keys(r.properties).length > 0 ? JSON.stringify(r.properties) : '{}',
+          r.tags && r.tags.length > 0 ? JSON.stringify(r.tags) : '[]',
+          r.package ? JSON.stringify(r.package) : null,
+          r.packed ? JSON.stringify(r.packed) : null,
+        );
         if (res.changes === 0) continue;
         added++;
         for (const tag of r.tags ?? []) this.st.insTag.run(tag, r.id);
@@ -300,11 +304,6 @@ export class CatalogDb {
         for (const [k, v] of Object.entries(r.properties ?? {})) this.st.delProp.run(k, canonicalJson(v), r.id);
       }
     })();
-  }
-
-  /** Whether any datum this host knows has a standalone blob with this content. */
-  blobHasUsers(sha256: string): boolean {
-    return this.st.shaUsers.get(sha256) !== undefined;
   }
 
   /** Record that every datum of batch object `batchId` has been ingested (sync then skips it). */

@@ -1,28 +1,46 @@
 /**
- * The worker thread of read-pool.ts: reads each requested file once with blocking calls, hashes the
- * bytes it read, and sends the buffer back transferred (no copy). Errors go back as code + one line.
+ * The worker thread of read-pool.ts. Read requests: each file is read once with blocking calls, the
+ * bytes it read are hashed, and the buffer goes back transferred (no copy); errors go back as code +
+ * one line. Stream pieces: fed to a `ContentHasher` per stream (with chunk table), each acknowledged so
+ * the producer can bound how far ahead it runs; `finish` answers the digest.
  */
 import { parentPort } from 'node:worker_threads';
 import { isVhfsError } from '../util/errors.js';
-import { digestBytes } from '../util/hash.js';
+import { ContentHasher, digestBytes } from '../util/hash.js';
 import { readFileOnceSync } from './source-files.js';
-import type { ReadRequest, WorkerReply } from './read-pool.js';
+import type { WorkerAnswer, WorkerMessage, WorkerReply } from './read-pool.js';
 
-parentPort!.on('message', (msg: { job: number; requests: ReadRequest[] }) => {
-  const replies: WorkerReply[] = [];
-  const transfer: ArrayBuffer[] = [];
-  for (const req of msg.requests) {
-    try {
-      const bytes = readFileOnceSync(req.file, { label: req.label, size: req.size, ...(req.identity ? { identity: req.identity } : {}) });
-      const digest = digestBytes(bytes, { chunks: Boolean(req.chunks) });
-      const buffer = bytes.buffer as ArrayBuffer;
-      replies.push({ ok: true, buffer, size: bytes.length, sha256: digest.sha256, ...(digest.chunkTable ? { chunkTable: digest.chunkTable } : {}) });
-      transfer.push(buffer);
-    } catch (err) {
-      replies.push(isVhfsError(err)
-        ? { ok: false, code: err.code, message: err.message }
-        : { ok: false, code: 'STORE', message: `${req.label}: ${err instanceof Error ? err.message : String(err)}` });
+const streams = new Map<number, ContentHasher>();
+const post = (m: WorkerAnswer, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
+
+parentPort!.on('message', (msg: WorkerMessage) => {
+  if ('job' in msg) {
+    const replies: WorkerReply[] = [];
+    const transfer: ArrayBuffer[] = [];
+    for (const req of msg.requests) {
+      try {
+        const bytes = readFileOnceSync(req.file, { label: req.label, size: req.size, ...(req.identity ? { identity: req.identity } : {}) });
+        const digest = digestBytes(bytes, { chunks: Boolean(req.chunks) });
+        const buffer = bytes.buffer as ArrayBuffer;
+        replies.push({ ok: true, buffer, size: bytes.length, sha256: digest.sha256, ...(digest.chunkTable ? { chunkTable: digest.chunkTable } : {}) });
+        transfer.push(buffer);
+      } catch (err) {
+        replies.push(isVhfsError(err)
+          ? { ok: false, code: err.code, message: err.message }
+          : { ok: false, code: 'STORE', message: `${req.label}: ${err instanceof Error ? err.message : String(err)}` });
+      }
     }
+    post({ job: msg.job, replies }, transfer);
+    return;
   }
-  parentPort!.postMessage({ job: msg.job, replies }, transfer);
+  let hasher = streams.get(msg.stream);
+  if (!hasher) streams.set(msg.stream, (hasher = new ContentHasher({ chunks: true })));
+  if ('data' in msg) {
+    hasher.update(new Uint8Array(msg.data));
+    post({ stream: msg.stream, hashed: msg.data.byteLength });
+  } else {
+    streams.delete(msg.stream);
+    const d = hasher.finish();
+    post({ stream: msg.stream, digest: { sha256: d.sha256, size: d.size, ...(d.chunkTable ? { chunkTable: d.chunkTable } : {}) } });
+  }
 });
