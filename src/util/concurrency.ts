@@ -29,7 +29,10 @@ export interface MapAheadOptions<T> {
   limit: number;
   /** Weight of an item (e.g. bytes it will hold in memory); default 0. */
   weigh?: (item: T) => number;
-  /** Total weight of started, unconsumed items, at most (one item is always allowed, whatever its weight). */
+  /**
+   * Total weight of items started and not yet handed to the consumer, at most (one item is always
+   * allowed, whatever its weight). The item the consumer is working on comes on top.
+   */
   maxWeight?: number;
 }
 
