@@ -1,8 +1,8 @@
 /**
  * The worker thread of read-pool.ts. Read requests: each file is read once with blocking calls, the
  * bytes it read are hashed, and the buffer goes back transferred (no copy); errors go back as code +
- * one line. Stream pieces: fed to a `ContentHasher` per stream (with chunk table), each acknowledged so
- * the producer can bound how far ahead it runs; `finish` answers the digest.
+ * one line. Stream pieces: fed to a `ContentHasher` per stream (with chunk table), each acknowledged with
+ * its buffer (for reuse) so the producer can bound how far ahead it runs; `finish` answers the digest.
  */
 import { parentPort } from 'node:worker_threads';
 import { isVhfsError } from '../util/errors.js';
@@ -36,8 +36,8 @@ parentPort!.on('message', (msg: WorkerMessage) => {
   let hasher = streams.get(msg.stream);
   if (!hasher) streams.set(msg.stream, (hasher = new ContentHasher({ chunks: true })));
   if ('data' in msg) {
-    hasher.update(new Uint8Array(msg.data));
-    post({ stream: msg.stream, hashed: msg.data.byteLength });
+    hasher.update(new Uint8Array(msg.data, 0, msg.length));
+    post({ stream: msg.stream, hashed: msg.data, length: msg.length }, [msg.data]); // the buffer goes back for reuse
   } else {
     streams.delete(msg.stream);
     const d = hasher.finish();

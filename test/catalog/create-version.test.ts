@@ -108,7 +108,8 @@ async function referencedKeys(store: ObjectStore, v: VersionRecord): Promise<str
 
 test('packaged: each file stored once, inside the part; 5 puts in all; members read back from their ranges; any host finds them by id', async (t) => {
   const e = await env(t);
-  const sizes: Record<string, number> = { 'empty.bin': 0, 'a/tiny.txt': 7, 'a/b/16k.bin': 16384, 'c/70k.bin': 70_000, 'c/200k.bin': 200_000 };
+  // 9 MiB is over IN_MEMORY_BYTES: streamed through the writer on its own, hashed on the way.
+  const sizes: Record<string, number> = { 'empty.bin': 0, 'a/tiny.txt': 7, 'a/b/16k.bin': 16384, 'c/70k.bin': 70_000, 'c/200k.bin': 200_000, 'd/9m.bin': 9 << 20 };
   for (let i = 0; i < 40; i++) sizes[`many/f${i}.bin`] = 1000 + i * 37;
   const bodies = await writeTree(e.src, sizes);
   const files = await listDirectory(e.src);
@@ -161,7 +162,8 @@ test('packaged: each file stored once, inside the part; 5 puts in all; members r
 
 test('unpackaged: one blob per file with its chunk table when larger than a chunk, records batched', async (t) => {
   const e = await env(t);
-  const bodies = await writeTree(e.src, { 'zero.bin': 0, 'small.bin': 10, 'chunk.bin': CHUNK_SIZE, 'chunk1.bin': CHUNK_SIZE + 1, 'big.bin': 300_000 });
+  // 9 MiB is over IN_MEMORY_BYTES: hashed in one pass, uploaded in a second that must hash the same.
+  const bodies = await writeTree(e.src, { 'zero.bin': 0, 'small.bin': 10, 'chunk.bin': CHUNK_SIZE, 'chunk1.bin': CHUNK_SIZE + 1, 'big.bin': 300_000, 'huge.bin': 9 << 20 });
   const v = await createVersion(e.cat, { collection: 'ds', version: 'v1', files: await listDirectory(e.src), producer, quiet: true });
   const want = new Set(['datasets/ds/versions/v1.json', keys.datumBatch(batchIdOf(v.files[0].datumId))]);
   for (const [p, body] of bodies) {
@@ -172,7 +174,7 @@ test('unpackaged: one blob per file with its chunk table when larger than a chun
   t.deepEqual(await allKeys(e.store), [...want].sort());
   t.deepEqual(await referencedKeys(e.store, v), [...want].sort(), 'every object is referenced by the version');
   t.is(e.store.stats.puts, want.size, 'one put per object, none refused');
-  for (const p of ['chunk1.bin', 'big.bin']) {
+  for (const p of ['chunk1.bin', 'big.bin', 'huge.bin']) {
     const body = bodies.get(p)!;
     const tbl = ChunkTable.parse(await e.store.get(keys.chunks(keys.blob(sha256(body)))), p);
     t.is(tbl.covered, body.length);
