@@ -71,7 +71,7 @@ export interface CreateVersionOptions {
   /** Files read (and, unpackaged, uploaded) at once. */
   concurrency?: number;
   quiet?: boolean;
-  /** Unused since parts stream straight to the store; kept for callers that still pass it. */
+  /** @deprecated Ignored: package parts now stream straight to the store, nothing is spooled locally. */
   tmpDir?: string;
   log?: (line: string) => void;
 }

@@ -112,8 +112,7 @@ export function registerDataCommands(program: Command, run: Run): void {
         ...(from ? { from } : {}),
         packaging: o.package ? { maxPartSize: o.maxPackageSize ? parseSize(o.maxPackageSize, '--max-package-size') : DEFAULT_MAX_PACKAGE_SIZE } : false,
         aliases: o.alias ?? [], tags: o.tag ?? [], producer: producer('vhfs dataset create'),
-        quiet: Boolean(ctx.opts.quiet || ctx.opts.json), tmpDir: path.join(ctx.home, 'tmp'),
-        log: (line) => ctx.info(line),
+        quiet: Boolean(ctx.opts.quiet || ctx.opts.json), log: (line) => ctx.info(line),
       });
       const total = rec.files.reduce((n, f) => n + f.size, 0);
       const summary = {
