@@ -10,45 +10,23 @@ import { promisify } from 'node:util';
 import { assertFails, BIN, Cli, makeTree, runProgram, sha256, tempDir } from '../cli/helpers.js';
 import { LocalDirStore } from '../../src/store/local.js';
 import { batchIdOf, keys } from '../../src/catalog/store-records.js';
-import type { DatumRecord, VersionRecord } from '../../src/catalog/types.js';
-import { CHUNK_SIZE } from '../../src/util/chunk-hashes.js';
+import type { VersionRecord } from '../../src/catalog/types.js';
+import { allKeys, referencedKeys } from './helpers.js';
 
 const exec = promisify(execFile);
 
-/** Every key the version at `versionKey` refers to (record, parts, their tables and records, member batches, blobs). */
-async function referenced(storeDir: string, versionKey: string): Promise<string[]> {
+/** Every key of the directory store, or those the version at `versionKey` refers to. */
+async function withStore<T>(storeDir: string, fn: (store: LocalDirStore) => Promise<T>): Promise<T> {
   const store = new LocalDirStore(storeDir);
   try {
-    const v = JSON.parse((await store.get(versionKey)).toString()) as VersionRecord;
-    const out = new Set([versionKey]);
-    const record = async (id: string): Promise<DatumRecord> => {
-      if (await store.head(keys.datum(id))) {
-        out.add(keys.datum(id));
-        return JSON.parse((await store.get(keys.datum(id))).toString()) as DatumRecord;
-      }
-      out.add(keys.datumBatch(batchIdOf(id)));
-      return (JSON.parse((await store.get(keys.datumBatch(batchIdOf(id)))).toString()) as { records: DatumRecord[] }).records.find((r) => r.id === id)!;
-    };
-    for (const id of [...v.packages.map((p) => p.datumId), ...v.files.map((f) => f.datumId)]) {
-      const d = await record(id);
-      if (d.packed) continue;
-      out.add(d.blobKey);
-      if (d.size > CHUNK_SIZE) out.add(keys.chunks(d.blobKey));
-    }
-    return [...out].sort();
+    return await fn(store);
   } finally {
     await store.close();
   }
 }
-
-async function storeKeys(storeDir: string): Promise<string[]> {
-  const store = new LocalDirStore(storeDir);
-  try {
-    return (await store.list('')).objects.map((o) => o.key);
-  } finally {
-    await store.close();
-  }
-}
+const storeKeys = (storeDir: string) => withStore(storeDir, allKeys);
+const referenced = (storeDir: string, versionKey: string) =>
+  withStore(storeDir, async (s) => referencedKeys(s, JSON.parse((await s.get(versionKey)).toString()) as VersionRecord));
 
 test('two processes create the same version at once: exactly one wins, the other exits 4 with one line and leaves nothing', async (t) => {
   t.timeout(180_000);

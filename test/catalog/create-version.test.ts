@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Catalog } from '../../src/catalog/catalog.js';
-import { createVersion, listDirectory, type SourceFile } from '../../src/catalog/create-version.js';
+import { createVersion, listDirectory } from '../../src/catalog/create-version.js';
 import { streamFileOnce } from '../../src/catalog/source-files.js';
 import { batchIdOf, DATUMS_PER_BATCH, keys } from '../../src/catalog/store-records.js';
 import type { DatumRecord, VersionRecord } from '../../src/catalog/types.js';
@@ -19,6 +19,7 @@ import type { ListOptions, ListPage, ObjectInfo, ObjectStore, PutBody, PutOption
 import { ChunkTable, CHUNK_SIZE } from '../../src/util/chunk-hashes.js';
 import { isVhfsError } from '../../src/util/errors.js';
 import { rng } from '../helpers/rng.js';
+import { allKeys, referencedKeys } from './helpers.js';
 
 const producer = { tool: 'test' };
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -71,39 +72,6 @@ async function writeTree(root: string, sizes: Record<string, number>, seed = 1):
     out.set(p, body);
   }
   return out;
-}
-
-async function allKeys(store: ObjectStore): Promise<string[]> {
-  return (await store.list('')).objects.map((o) => o.key);
-}
-
-/** Every object a committed version refers to, found through the store's own records. */
-async function referencedKeys(store: ObjectStore, v: VersionRecord): Promise<string[]> {
-  const out = new Set<string>([keys.version(v.kind, v.collection, v.version)]);
-  const recordOf = async (id: string): Promise<DatumRecord> => {
-    const single = keys.datum(id);
-    if (await store.head(single)) {
-      out.add(single);
-      return JSON.parse((await store.get(single)).toString()) as DatumRecord;
-    }
-    const batch = keys.datumBatch(batchIdOf(id));
-    out.add(batch);
-    const records = (JSON.parse((await store.get(batch)).toString()) as { records: DatumRecord[] }).records;
-    return records.find((r) => r.id === id)!;
-  };
-  const addBytes = (key: string, size: number) => {
-    out.add(key);
-    if (size > CHUNK_SIZE) out.add(keys.chunks(key));
-  };
-  for (const p of v.packages) {
-    const d = await recordOf(p.datumId);
-    addBytes(d.blobKey, d.size);
-  }
-  for (const f of v.files) {
-    const d = await recordOf(f.datumId);
-    if (!d.packed) addBytes(d.blobKey, d.size);
-  }
-  return [...out].sort();
 }
 
 test('packaged: each file stored once, inside the part; 5 puts in all; members read back from their ranges; any host finds them by id', async (t) => {
