@@ -373,3 +373,31 @@ test('listDirectory: links refused unless followed within the tree; loops, dangl
   execFileSync('mkfifo', [path.join(root, 'a/pipe')]);
   await rejects(root, true, 'BAD_ARGUMENT', path.join(root, 'a/pipe'), 'named pipe');
 });
+
+test('a store that fails while a package part streams in: the creation fails with that error, promptly, and leaves nothing', async (t) => {
+  for (const when of ['before the first byte', 'midway'] as const) {
+    const e = await env(t);
+    const names: Record<string, number> = {};
+    for (let i = 0; i < 200; i++) names[`f${String(i).padStart(3, '0')}.bin`] = 30_000;
+    await writeTree(e.src, names);
+    const inner = new LocalDirStore(e.storeDir, { fsync: false });
+    const failing = new HookedStore(inner, async () => {});
+    failing.put = async (key: string, body: PutBody, opts?: PutOptions) => {
+      if (!key.startsWith('blobs/packages/') || key.endsWith('.chunks')) return inner.put(key, body, opts);
+      if (when === 'midway') {
+        let seen = 0;
+        for await (const chunk of body as AsyncIterable<Uint8Array>) {
+          seen += chunk.length;
+          if (seen > 2 << 20) break;
+        }
+      }
+      throw new Error(`disk full (${when})`);
+    };
+    const cat = await Catalog.open({ store: failing, dbPath: path.join(e.dir, 'f.sqlite') });
+    t.teardown(() => cat.close());
+    const err = await t.throwsAsync(createVersion(cat, { collection: 'ds', version: 'v1', files: await listDirectory(e.src), packaging: true, producer, quiet: true }));
+    t.true(err!.message.includes(`disk full (${when})`), `${when}: ${err!.message}`);
+    t.deepEqual(await allKeys(inner), [], `${when}: nothing in the store`);
+    t.deepEqual(cat.findDatums({}), []);
+  }
+});
