@@ -281,9 +281,14 @@ export class LocalDirStore implements ObjectStore {
       throw new VhfsError('BAD_ARGUMENT', `${this.url}: put ${key} with both ifMatch and ifNoneMatch`);
     }
     this.stats.puts++;
+    const target = this.pathOf(key);
+    // Create-if-absent on a key that exists is refused before the body is written and fsynced: a dedup
+    // hit costs one stat, not a write and an fsync (the link below still decides races).
+    if (opts.ifNoneMatch === '*' && (await this.statObject(key))) {
+      throw new VhfsError('CONFLICT', `${this.url}: ${key} already exists`);
+    }
     const { tmp, st } = await this.writeTemp(key, body);
     this.stats.bytesWritten += Number(st.size);
-    const target = this.pathOf(key);
     let linked = false;
     try {
       if (opts.ifNoneMatch === '*') {
