@@ -157,11 +157,6 @@ export class DatumWriter {
     return problems;
   }
 
-  /** How many datum records this writer has made (all kinds). */
-  get count(): number {
-    return this.recorded.length + this.batch.length;
-  }
-
   private checkOpen(): void {
     if (this.rolledBack) throw new VhfsError('BAD_ARGUMENT', 'datum writer used after rollback');
     if (this.failure !== undefined) throw this.failure;
