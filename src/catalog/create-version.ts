@@ -15,23 +15,24 @@
  *    datums still exist one per file (`datum://<id>` reads the member's range, `inputs.json` lists them).
  *  - Each part is streamed straight to its final key while it is written (part-upload.ts): parts are
  *    keyed by their datum id (`blobs/packages/<id>.vhpkgzip`), not their content, since a content
- *    address is known only at the end and an object store has no rename. No local spool copy.
+ *    address is known only at the end and an object store has no rename. No local spool copy. A part
+ *    carries its own chunk table (the writer's last member), so it needs no `.chunks` object.
  *  - Each file is read exactly once, in worker threads (read-pool.ts: `fs.promises` reads were 37% of
  *    the main thread's time), read ahead while the package writer takes them in path order; the bytes
  *    read are the bytes hashed and packaged. A file changed since it was listed fails with INTEGRITY.
- *    The part's SHA-256 and chunk table are computed off the main thread too.
- *  - Records go 4096 to an object (datum-writer.ts): 200,000 files cost 53 puts in all (one part, its
- *    chunk table, its record, 49 record batches, the version): 0.0003 requests per file.
+ *    The part's SHA-256 is computed off the main thread too.
+ *  - Records go 4096 to an object (datum-writer.ts): 200,000 files cost 52 puts in all (one part, its
+ *    record, 49 record batches, the version): 0.0003 requests per file.
  *  - Durability is batched, not weakened: each object is fsynced before it is published (the store's
- *    contract), but there are 53 of them instead of 400,000.
+ *    contract), but there are 52 of them instead of 400,000.
  * Result: 200,000 × 16 KiB in 79.6 s against 66.1 s for `zip -0` of the same tree (1.20×), 20,000 in
  * 1.42× (median of 3), both with the page cache dropped before each. Without packaging every file still
  * gets its content-addressed blob (one create-if-absent put, no head below 1 MiB), so the local store
  * pays one file fsync per file: that, not the CPU, bounds it (more threadpool threads did not help: the
  * disk serialises the flushes); records are batched the same way.
  *
- * Order of writes, and why a crash or a failure leaves nothing half-made: bytes (blobs, package parts,
- * their chunk tables) first, then the datum records that point at them, then the version record
+ * Order of writes, and why a crash or a failure leaves nothing half-made: bytes (blobs and their chunk
+ * tables, package parts) first, then the datum records that point at them, then the version record
  * (create-if-absent: the commit point), then aliases (compare-and-swap). Before the version record
  * nothing refers to what was written; after it, everything it refers to is durable. When the creation
  * fails (a file changed or unreadable, a store error, another writer creating the same version first)
@@ -55,7 +56,8 @@ import { streamFileOnce, type SourceFile } from './source-files.js';
 import { ReadPool } from './read-pool.js';
 import { startPartUpload, type PartUpload } from './part-upload.js';
 import { writePackage, packagePartName, type PackageEntry, type WrittenEntry } from '../package/index.js';
-import { compareNames, unsafePathReason } from '../index/tree-index.js';
+import { relativePathProblem } from '../util/path-rules.js';
+import { compareNames } from '../util/utf8-order.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
 import { ContentHasher, digestBytes } from '../util/hash.js';
 import { Progress, formatBytes } from '../util/progress.js';
@@ -180,7 +182,7 @@ interface Job {
 function checkSources(uri: string, files: readonly SourceFile[]): SourceFile[] {
   const sorted = [...files].sort((a, b) => compareNames(a.path, b.path));
   for (let i = 0; i < sorted.length; i++) {
-    const bad = unsafePathReason(sorted[i].path);
+    const bad = relativePathProblem(sorted[i].path);
     if (bad) throw new VhfsError('UNSAFE_PATH', `${uri}: file path ${JSON.stringify(sorted[i].path)} is unsafe (${bad})`);
     if (i > 0 && sorted[i].path === sorted[i - 1].path) {
       throw new VhfsError('UNSAFE_PATH', `${uri}: file path "${sorted[i].path}" repeats (${sorted[i - 1].file} and ${sorted[i].file})`);
@@ -325,7 +327,6 @@ async function writePackaged(
         const datumId = writer.newSingleId();
         const key = keys.packagePart(datumId);
         writer.ownObject(key);
-        writer.ownObject(keys.chunks(key));
         const upload = startPartUpload(catalog.store, key, job.pool.hasher());
         uploads[part - 1] = { datumId, key, upload };
         return upload.writable;
@@ -352,7 +353,6 @@ async function writePackaged(
     if (digest.size !== part.size || info.size !== part.size) {
       throw new VhfsError('STORE', `${job.uri}: package part ${part.part} is ${info.size} bytes in ${catalog.store.url}/${up.key}, expected ${part.size}`);
     }
-    if (digest.chunkTable) await catalog.store.put(keys.chunks(up.key), digest.chunkTable, { ifNoneMatch: '*' });
     const name = packagePartName(job.collection, job.version, part.part, parts.length);
     const tag = `(${job.kind} version package ${part.part}/${parts.length})`;
     job.log(`${tag} uploading ${name} (${formatBytes(part.size)})`);

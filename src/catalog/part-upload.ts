@@ -6,7 +6,7 @@
  * hands the writer's corked batches (`_writev`) to the put whole and acknowledges a batch only once the
  * put has asked for more, so the writer's own backpressure (highWaterMark) bounds what is in flight. The
  * bytes are hashed off the main thread on their way (read-pool.ts `hasher()`), for the part's datum
- * sha256 and its chunk table.
+ * sha256 (its chunk table is the writer's last member).
  *
  * Failure either way stops both sides: a failed put destroys the channel, which fails the writer's next
  * write; a failed writer destroys the channel, which fails the put (nothing is published: the store's put

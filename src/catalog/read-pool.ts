@@ -13,8 +13,8 @@
  * `mapAhead` issues them in bursts for that reason. Callers keep their own order and memory bounds.
  *
  * `hasher()` is the same idea for a stream the main thread produces (a package part on its way to the
- * store): its SHA-256 and chunk table, two hash passes over every byte, were 11% of the main thread's
- * time; one more worker takes them over, from copies of the bytes sent 1 MiB at a time (a memcpy is far
+ * store): its SHA-256 (with the chunk table we then also computed, 11% of the main thread's time) goes
+ * to one more worker, from copies of the bytes sent 1 MiB at a time (a memcpy is far
  * cheaper than two SHA-256 passes), at most HASH_AHEAD_BYTES ahead of what it has hashed. The 1 MiB
  * buffers go back and forth (transferred both ways) rather than being allocated anew: fresh memory cost
  * a page fault per 4 KiB, as much as the copy itself.
@@ -60,7 +60,7 @@ export type WorkerMessage =
 export type WorkerAnswer =
   | { job: number; replies: WorkerReply[] }
   | { stream: number; hashed: ArrayBuffer; length: number }
-  | { stream: number; digest: { sha256: string; size: number; chunkTable?: Uint8Array } };
+  | { stream: number; digest: { sha256: string; size: number } };
 
 interface Pending {
   req: ReadRequest;
@@ -97,7 +97,7 @@ export class ReadPool {
     });
   }
 
-  /** SHA-256 and chunk table of a stream the caller feeds in order, computed in a worker thread. */
+  /** SHA-256 of a stream the caller feeds in order, computed in a worker thread. */
   hasher(): OffThreadHasher {
     if (this.closed) throw new VhfsError('BAD_ARGUMENT', 'read pool used after close');
     if (!this.hashWorker) {
@@ -172,7 +172,7 @@ export class ReadPool {
 }
 
 /**
- * A stream's SHA-256 and chunk table, computed in the pool's hashing worker from copies of the bytes.
+ * A stream's SHA-256, computed in the pool's hashing worker from copies of the bytes.
  * `update` never blocks; a producer that can wait calls `drain()` now and then, so no more than
  * HASH_AHEAD_BYTES are ever queued for the worker.
  */
@@ -212,7 +212,7 @@ export class OffThreadHasher {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  /** The digest of everything fed (chunk table when larger than one chunk). */
+  /** The digest of everything fed. */
   finish(): Promise<BodyDigest> {
     this.send();
     return new Promise<BodyDigest>((resolve, reject) => {
@@ -234,7 +234,7 @@ export class OffThreadHasher {
       return;
     }
     this.done();
-    this.result?.({ sha256: m.digest.sha256, size: m.digest.size, ...(m.digest.chunkTable ? { chunkTable: Buffer.from(m.digest.chunkTable) } : {}) });
+    this.result?.({ sha256: m.digest.sha256, size: m.digest.size });
   }
 
   /** @internal */

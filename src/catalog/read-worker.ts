@@ -1,7 +1,7 @@
 /**
  * The worker thread of read-pool.ts. Read requests: each file is read once with blocking calls, the
  * bytes it read are hashed, and the buffer goes back transferred (no copy); errors go back as code +
- * one line. Stream pieces: fed to a `ContentHasher` per stream (with chunk table), each acknowledged with
+ * one line. Stream pieces: fed to a `ContentHasher` per stream (SHA-256), each acknowledged with
  * its buffer (for reuse) so the producer can bound how far ahead it runs; `finish` answers the digest.
  */
 import { parentPort } from 'node:worker_threads';
@@ -34,13 +34,13 @@ parentPort!.on('message', (msg: WorkerMessage) => {
     return;
   }
   let hasher = streams.get(msg.stream);
-  if (!hasher) streams.set(msg.stream, (hasher = new ContentHasher({ chunks: true })));
+  if (!hasher) streams.set(msg.stream, (hasher = new ContentHasher()));
   if ('data' in msg) {
     hasher.update(new Uint8Array(msg.data, 0, msg.length));
     post({ stream: msg.stream, hashed: msg.data, length: msg.length }, [msg.data]); // the buffer goes back for reuse
   } else {
     streams.delete(msg.stream);
     const d = hasher.finish();
-    post({ stream: msg.stream, digest: { sha256: d.sha256, size: d.size, ...(d.chunkTable ? { chunkTable: d.chunkTable } : {}) } });
+    post({ stream: msg.stream, digest: { sha256: d.sha256, size: d.size } });
   }
 });

@@ -25,7 +25,8 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { VhfsError } from '../util/errors.js';
 import { mapLimit } from '../util/concurrency.js';
-import { compareNames, unsafePathReason } from '../index/tree-index.js';
+import { relativePathProblem } from '../util/path-rules.js';
+import { compareNames } from '../util/utf8-order.js';
 
 /** What a file was when it was listed; a read that finds anything else fails with INTEGRITY. */
 export interface FileIdentity {
@@ -68,7 +69,7 @@ export async function listDirectory(dir: string, opts: ListDirectoryOptions = {}
   const files: SourceFile[] = [];
 
   const addFile = (rel: string, file: string, st: BigIntStats) => {
-    const bad = unsafePathReason(rel);
+    const bad = relativePathProblem(rel);
     if (bad) throw new VhfsError('UNSAFE_PATH', `${shown(rel)}: cannot be a dataset file: ${bad}`);
     files.push({ path: rel, file, size: Number(st.size), identity: identityOf(st) });
   };

@@ -7,18 +7,19 @@ import type { Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
 import { promises as fs, createReadStream, createWriteStream } from 'node:fs';
-import { collect, type Context, type Run } from './context.js';
-import { output, parseSize } from './main.js';
+import { collect, output, type Context, type Run } from './context.js';
+import { addOptions, optionValues, parseSize, READ_OPTIONS } from '../config/options.js';
 import { parseUri, type ParsedUri } from '../uri/parse.js';
 import { createVersion, listDirectory, DEFAULT_MAX_PACKAGE_SIZE } from '../catalog/create-version.js';
 import type { CollectionKind, DatumRecord, Producer } from '../catalog/types.js';
-import { InputResolver, openSourceStore, type ResolvedInput } from '../inputs/resolve.js';
+import type { ResolvedInput } from '../inputs/resolve.js';
+import { ReadPath } from '../inputs/read-path.js';
 import type { KeepDirectories } from '../inputs/layout.js';
 import { castKeepDirectories } from '../inputs/config.js';
-import { BlockCache } from '../cache/block-cache.js';
-import { NOT_FOUND, isFile, dirIndex, type IndexSource } from '../index/tree-index.js';
+import { NOT_FOUND, isFile, dirIndex } from '../index/tree-index.js';
+import type { ObjectRef } from '../store/types.js';
 import {
-  writePackage, readPackageListing, verifyMember, fileSource, storeSource, partFileName, type PackageEntry,
+  writePackage, readPackageListing, verifyPackage, withFileSource, storeSource, partFileName, type PackageEntry, type RandomAccessSource,
 } from '../package/index.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
 import { formatBytes, Progress } from '../util/progress.js';
@@ -178,7 +179,7 @@ export function registerDataCommands(program: Command, run: Run): void {
     .action((uri: string, sub: string | undefined, o: { long?: boolean; recursive?: boolean; keepDirectories: string }) => run(async (ctx) => {
       const listing = /^(dataset|model):\/\/([^/]*)\/?$/.exec(uri);
       if (listing) return listCollections(ctx, listing[1] as CollectionKind, listing[2] || undefined);
-      const input = await resolveOne(ctx, uri, castKeepDirectories(o.keepDirectories, '--keep-directories'));
+      await withResolved(ctx, uri, castKeepDirectories(o.keepDirectories, '--keep-directories'), {}, async (input) => {
       const index = input.index;
       const ref = index.lookup(sub ?? '');
       if (ref === NOT_FOUND) throw new VhfsError('NOT_FOUND', `${uri}: no "${sub}" in it`);
@@ -200,18 +201,20 @@ export function registerDataCommands(program: Command, run: Run): void {
         }
       }
       output(ctx, rows, () => rows.map((r) => (o.long ? `${r.type === 'dir' ? '-' : String(r.size).padStart(12)}  ${r.mtime.padEnd(24)}  ${r.path}` : r.path)).join('\n'));
+      });
     }));
 
-  program
+  const cat = program
     .command('cat')
     .description('write files\' bytes to stdout, in order (read by byte range through the block cache, as the mount does)')
     .argument('<uri>', 'datum://ID, or a multi-file URI followed by PATHs')
     .argument('[paths...]', 'paths of files inside the URI')
-    .option('-o, --output <file>', 'write to a file instead of stdout')
-    .action((uri: string, paths: string[], o: { output?: string }) => run(async (ctx) => {
-      const input = await resolveOne(ctx, uri, 'full');
+    .option('-o, --output <file>', 'write to a file instead of stdout');
+  addOptions(cat, CAT_OPTIONS);
+  cat.action((uri: string, paths: string[], o: { output?: string } & Record<string, unknown>) => run(async (ctx) => {
+      const read = optionValues(CAT_OPTIONS, o);
       const out = o.output ? createWriteStream(o.output) : process.stdout;
-      await catFiles(ctx, uri, input, paths, out);
+      await withResolved(ctx, uri, 'full', read, (input, reader, ends) => catFiles(uri, input, reader, ends, paths, out));
       if (o.output) await new Promise<void>((r, j) => (out as ReturnType<typeof createWriteStream>).end((e?: Error | null) => (e ? j(e) : r())));
     }));
 
@@ -230,11 +233,20 @@ export function registerDataCommands(program: Command, run: Run): void {
       const progress = new Progress(`packaging ${dir}`, files.length, { quiet: Boolean(ctx.opts.quiet || ctx.opts.json) });
       let doneEntries = 0;
       let doneBytes = 0;
+      const partStreams: Array<ReturnType<typeof createWriteStream>> = [];
       const parts = await writePackage(files.map((f): PackageEntry => ({ path: f.path, size: f.size, open: () => createReadStream(f.file) })), {
         name: out,
         ...(o.maxPartSize ? { maxPartSize: parseSize(o.maxPartSize, '--max-part-size') } : {}),
-        openPart: (part) => createWriteStream(tmp(part)),
+        openPart: (part) => { const s = createWriteStream(tmp(part)); partStreams.push(s); return s; },
         onProgress: (bytes, entries) => { progress.tick(entries - doneEntries, bytes - doneBytes); doneEntries = entries; doneBytes = bytes; },
+      }).catch(async (err: unknown) => {
+        // The writer has destroyed the open part's stream: wait until its descriptor is closed, then remove
+        // the half-written temp files, which are of no use.
+        for (const [i, s] of partStreams.entries()) {
+          if (!s.closed) await new Promise<void>((resolve) => s.once('close', () => resolve()));
+          await fs.rm(tmp(i + 1), { force: true });
+        }
+        throw err;
       });
       progress.finish();
       const written: Array<{ file: string; entries: number; size: number; zip64: boolean }> = [];
@@ -250,9 +262,10 @@ export function registerDataCommands(program: Command, run: Run): void {
     .description('read a package\'s central directory (tail + directory only) and summarise it')
     .argument('<package>', 'a .vhpkgzip file, or dataset://NAME/VERSION for its registered packages')
     .option('--entries', 'list every entry (path, offset, size, crc)')
-    .option('--verify', 'also read every member and check its CRC-32')
+    .option('--verify', 'also read the package: every member against its CRC-32, every chunk against the chunk hash table')
     .action((target: string, o: { entries?: boolean; verify?: boolean }) => run(async (ctx) => {
-      const sources: Array<{ name: string; open: () => Promise<{ size: number; read(offset: number, length: number): Promise<Buffer> }> }> = [];
+      // Each source is used through `use`, which closes whatever it opened however the work ends.
+      const sources: Array<{ name: string; use<T>(fn: (src: RandomAccessSource) => Promise<T>): Promise<T> }> = [];
       if (/^(dataset|model):\/\//.test(target)) {
         const parsed = parseUri(target);
         if (parsed.kind !== 'dataset' && parsed.kind !== 'model') throw new VhfsError('BAD_URI', `${target}: expected dataset://NAME/VERSION`);
@@ -260,32 +273,38 @@ export function registerDataCommands(program: Command, run: Run): void {
         const summary = await catalog.getVersionSummary(parsed.kind, parsed.name, parsed.selector);
         if (summary.packages.length === 0) throw new VhfsError('NOT_FOUND', `${target}: version ${summary.version} has no packages`);
         for (const p of summary.packages) {
-          sources.push({ name: p.name, open: async () => { const d = await catalog.getDatum(p.datumId); return storeSource(catalog.store, d.blobKey, d.size); } });
+          sources.push({ name: p.name, use: async (fn) => { const d = await catalog.getDatum(p.datumId); return fn(storeSource(catalog.store, d.blobKey, d.size)); } });
         }
-      } else sources.push({ name: target, open: () => fileSource(target) });
-      const reports: Array<{
+      } else sources.push({ name: target, use: (fn) => withFileSource(target, fn) });
+      type Report = {
         package: string; size: number; entries: number; dataBytes: number; centralDirectoryReads: number; bytesRead: number;
+        chunkTable: { offset: number; length: number; covered: number } | null;
         verified?: number; members?: Array<{ path: string; offset: number; size: number; crc32: number }>;
-      }> = [];
+      };
+      const reports: Report[] = [];
       for (const s of sources) {
-        const src = await s.open();
-        const listing = await readPackageListing(src, s.name);
-        let verified = 0;
-        if (o.verify) {
-          const progress = new Progress(`verifying ${s.name}`, listing.count, { quiet: Boolean(ctx.opts.quiet || ctx.opts.json) });
-          for (let i = 0; i < listing.count; i++) { await verifyMember(src, listing, i); verified++; progress.tick(1, listing.sizes[i]); }
-          progress.finish();
-        }
-        const bytes = listing.sizes.reduce((n, x) => n + x, 0);
-        reports.push({
-          package: s.name, size: listing.size, entries: listing.count, dataBytes: bytes, centralDirectoryReads: listing.reads,
-          bytesRead: listing.bytesRead, ...(o.verify ? { verified } : {}),
-          ...(o.entries ? { members: Array.from({ length: listing.count }, (_, i) => ({ path: listing.paths[i], offset: listing.dataOffsets[i], size: listing.sizes[i], crc32: listing.crc32s[i] })) } : {}),
-        });
-        if ('close' in src && typeof src.close === 'function') await (src.close as () => Promise<void>)();
+        reports.push(await s.use(async (src): Promise<Report> => {
+          const listing = await readPackageListing(src, s.name);
+          let verified = 0;
+          if (o.verify) {
+            const progress = new Progress(`verifying ${s.name}`, listing.count, { quiet: Boolean(ctx.opts.quiet || ctx.opts.json) });
+            await verifyPackage(src, listing, (i) => { verified++; progress.tick(1, listing.sizes[i]); });
+            progress.finish();
+          }
+          const table = listing.chunkTable;
+          return {
+            package: s.name, size: listing.size, entries: listing.count, dataBytes: listing.sizes.reduce((n, x) => n + x, 0),
+            centralDirectoryReads: listing.reads, bytesRead: listing.bytesRead,
+            chunkTable: table ? { offset: table.offset, length: table.length, covered: table.covered } : null,
+            ...(o.verify ? { verified } : {}),
+            ...(o.entries ? { members: Array.from({ length: listing.count }, (_, i) => ({ path: listing.paths[i], offset: listing.dataOffsets[i], size: listing.sizes[i], crc32: listing.crc32s[i] })) } : {}),
+          };
+        }));
       }
+      const verifiedText = (r: Report): string => !o.verify ? ''
+        : `; ${r.verified} members verified (CRC-32${r.chunkTable ? ` and chunk hashes of all ${formatBytes(r.chunkTable.covered)} before the table` : ', no chunk hash table: written by another tool'})`;
       output(ctx, reports, () => reports.map((r) => [
-        `${r.package}: ${r.entries} entries, ${formatBytes(r.dataBytes)} of data in ${formatBytes(r.size)}; index read with ${r.centralDirectoryReads} ranged reads (${formatBytes(r.bytesRead)})${o.verify ? `; ${r.verified} members verified` : ''}`,
+        `${r.package}: ${r.entries} entries, ${formatBytes(r.dataBytes)} of data in ${formatBytes(r.size)}; index read with ${r.centralDirectoryReads} ranged reads (${formatBytes(r.bytesRead)})${verifiedText(r)}`,
         ...(r.members ?? []).map((m) => `${String(m.offset).padStart(14)} ${String(m.size).padStart(12)} ${m.crc32.toString(16).padStart(8, '0')}  ${m.path}`),
       ].join('\n')).join('\n'));
     }));
@@ -318,15 +337,36 @@ async function listCollections(ctx: Context, kind: CollectionKind, name: string 
   ].join('\n'));
 }
 
-async function resolveOne(ctx: Context, uri: string, keepDirectories: KeepDirectories): Promise<ResolvedInput> {
+/** The read options `vhfs cat` shares with the mount. */
+const CAT_OPTIONS = { blockSize: READ_OPTIONS.blockSize, fetchTimeout: READ_OPTIONS.fetchTimeout };
+
+/**
+ * Resolve `uri` as an input named after it, as the mount would, and run `fn` with it and a `ReadPath` to
+ * read it (closed afterwards). `ends` lets `fn` tell the cache where reading stops in each source.
+ */
+async function withResolved<T>(
+  ctx: Context, uri: string, keepDirectories: KeepDirectories, read: { blockSize?: number; fetchTimeout?: number },
+  fn: (input: ResolvedInput, reader: ReadPath, ends: Map<ObjectRef, number>) => Promise<T>,
+): Promise<T> {
   const parsed: ParsedUri = parseUri(uri);
-  const catalog = await ctx.catalog();
-  const resolver = new InputResolver({ catalog, cacheDir: ctx.cacheDir, log: (l) => ctx.debug(l) });
-  return resolver.resolve({ name: 'uri', uris: [parsed], keepDirectories, optional: false, download: 'always' });
+  const ends = new Map<ObjectRef, number>();
+  const reader = new ReadPath({
+    catalog: await ctx.catalog(), cacheDir: ctx.cacheDir, diskCache: false, settings: ctx.storeSettings,
+    readaheadLimit: (s) => ends.get(s), log: (l) => ctx.debug(l),
+    ...(read.blockSize ? { blockSize: read.blockSize } : {}), ...(read.fetchTimeout ? { fetchTimeoutMs: read.fetchTimeout } : {}),
+  });
+  try {
+    const input = await reader.resolver.resolve({ name: uri, uris: [parsed], keepDirectories, optional: false, download: 'always' });
+    return await fn(input, reader, ends);
+  } finally {
+    await reader.close();
+  }
 }
 
-/** Stream the files at `paths` of a resolved URI (or its only file) to `out`, as the mount would read them. */
-export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, paths: readonly string[], out: NodeJS.WritableStream): Promise<void> {
+/** Stream the files at `paths` of a resolved URI (or its only file) to `out`, read exactly as the mount reads them. */
+async function catFiles(
+  uri: string, input: ResolvedInput, reader: ReadPath, ends: Map<ObjectRef, number>, paths: readonly string[], out: NodeJS.WritableStream,
+): Promise<void> {
   const index = input.index;
   const refs: number[] = [];
   if (paths.length === 0) {
@@ -340,27 +380,16 @@ export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, 
     refs.push(ref);
   }
   const a = index.arrays;
-  const ends = new Map<IndexSource, number>();
+  // Readahead stops where the last requested byte of each source is: cat knows what it will read.
   for (const ref of refs) {
     const source = index.sources[a.fileSource[ref]];
     ends.set(source, Math.max(ends.get(source) ?? 0, a.fileOffset[ref] + a.fileSize[ref]));
   }
-  const cache = new BlockCache({
-    store: ctx.store, storeFor: openSourceStore,
-    readaheadLimit: (s) => ends.get(s),
-  });
-  const chunk = Buffer.alloc(cache.blockSize);
+  const chunk = Buffer.alloc(reader.cache.blockSize);
   for (const ref of refs) {
-    const source = index.sources[a.fileSource[ref]];
     const size = a.fileSize[ref];
     for (let pos = 0; pos < size; pos += chunk.length) {
-      let n: number;
-      try {
-        n = await cache.read(source, a.fileOffset[ref] + pos, Math.min(chunk.length, size - pos), chunk);
-      } catch (err) {
-        if (!isVhfsError(err)) throw err;
-        throw new VhfsError(err.code, `${uri}: reading "${index.filePath(ref)}": ${err.message}`, { cause: err });
-      }
+      const n = await reader.read(input, ref, pos, chunk.length, chunk);
       if (!out.write(Buffer.from(chunk.subarray(0, n)))) await new Promise((r) => out.once('drain', r));
     }
   }

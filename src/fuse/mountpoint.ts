@@ -26,11 +26,12 @@
  */
 import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readdir, readFile, readlink, realpath, stat, statfs } from 'node:fs/promises';
+import { access, readdir, readFile, readlink, realpath, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import Fuse from 'fuse-native';
 import type { FuseOptions, Ops } from 'fuse-native';
 import { VhfsError } from '../util/errors.js';
+import { mkdirShared } from '../util/shared-dirs.js';
 
 /** One line of /proc/self/mountinfo (see proc(5)). */
 export interface MountInfo {
@@ -287,10 +288,41 @@ export async function clearStaleMount(path: string, opts: { force?: boolean } = 
   const was = await mountState(target);
   if (was === 'not-mounted') return { path: target, action: 'none', was };
   if (was === 'live' && !opts.force) throw await conflictError(target);
-  return { path: target, action: await detach(target), was };
+  // Processes blocked on a hung mount stay blocked after a lazy detach; aborting the connection first
+  // releases them (ECONNABORTED), so nothing waits on a daemon that will never answer.
+  const aborted = was === 'hung' ? await abortConnection(target) : undefined;
+  const detached = await detach(target);
+  return { path: target, action: aborted ? `${aborted} + ${detached}` : detached, was };
 }
 
-async function conflictError(path: string): Promise<VhfsError> {
+const FUSECTL = '/sys/fs/fuse/connections';
+
+/**
+ * Abort the FUSE connection of the mount at `path` (fusectl's `abort` file): every request waiting on its
+ * daemon fails at once with ECONNABORTED and the mount is dead from then on. Only for a hung mount. Mounts
+ * fusectl if it is not (root only). Returns what was done, or undefined if it could not be done.
+ */
+export async function abortConnection(path: string): Promise<string | undefined> {
+  const info = await mountInfo(path);
+  const connection = info && isFuseType(info.fsType) ? fuseConnection(info) : undefined;
+  if (connection === undefined) return undefined;
+  const file = join(FUSECTL, String(connection), 'abort');
+  const write = () => writeFile(file, '1');
+  try {
+    await write();
+  } catch {
+    const mounted = await run('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], 5000);
+    if (!mounted.ok) return undefined;
+    try {
+      await write();
+    } catch {
+      return undefined;
+    }
+  }
+  return `abort of FUSE connection ${connection}`;
+}
+
+async function conflictError(path: string, what = 'is already mounted'): Promise<VhfsError> {
   const info = await mountInfo(path);
   const type = info ? info.fsType : 'unknown type';
   let owner = '?';
@@ -300,7 +332,7 @@ async function conflictError(path: string): Promise<VhfsError> {
     else if (pids.length > 1) owner = `one of ${pids.join(',')}`;
   }
   const src = info && info.source ? `, source ${info.source}` : '';
-  return new VhfsError('CONFLICT', `${path} is already mounted (pid ${owner} / ${type}${src}); use --force to replace it`);
+  return new VhfsError('CONFLICT', `${path} ${what} (pid ${owner} / ${type}${src}); stop it with "vhfs unmount", or use --force to replace it`);
 }
 
 // ------------------------------------------------------------------------------------------------ prepare
@@ -315,6 +347,9 @@ export async function prepareMountpoint(path: string, opts: { force?: boolean } 
   const state = await mountState(target);
   let cleared: ClearResult | undefined;
   if (state === 'live' && !opts.force) throw await conflictError(target);
+  // A hung mount has a daemon that is alive but not answering (stopped, or stuck): taking its place
+  // without being asked would leave that daemon running, untracked, with a mount it believes is its own.
+  if (state === 'hung' && !opts.force) throw await conflictError(target, 'is mounted but not answering');
   if (state !== 'not-mounted') cleared = await clearStaleMount(target, { force: opts.force });
   const created = await ensureDirectory(target);
   if (!created && !opts.force) await refuseNonEmpty(target);
@@ -329,7 +364,7 @@ async function ensureDirectory(path: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw wrapFsError(err, path);
   }
-  await mkdir(path, { recursive: true }).catch((err) => { throw wrapFsError(err, path); });
+  await mkdirShared(path).catch((err) => { throw wrapFsError(err, path); });
   return true;
 }
 
@@ -352,14 +387,59 @@ function wrapFsError(err: unknown, path: string): unknown {
 let unmountPatched = false;
 
 /**
+ * Every mount this process made, by mountpoint, with the number of FUSE statfs requests it has answered.
+ * That count is how a daemon knows a path is still served by *its* mount: it asks the kernel for statfs of
+ * the path and sees whether its own handler answered. Device numbers ("0:NN" in mountinfo) cannot tell: the
+ * kernel reuses them, so a newer mount on the same path can carry the number of an older, detached one.
+ */
+const ownMounts = new Map<string, { pings: number }>();
+
+/**
  * Replace fuse-native's static unmount (shell + "fusermount -uz", fails on an already-gone mount) with an
- * execFile version. fuse-native's close() calls it through the class binding, so patching the class works.
+ * execFile version that detaches only a mount this process made: if the path is no longer served by our
+ * mount (detached from outside, or replaced by a newer daemon with --force), the newer mount must not be
+ * touched. fuse-native's close() calls it through the class binding, so patching the class works.
  */
 export function installSafeUnmount(): void {
   if (unmountPatched) return;
   unmountPatched = true;
   (Fuse as unknown as { unmount: (mnt: string, cb: (err: Error | null) => void) => void }).unmount = (mnt, cb) => {
-    detach(mnt).then(() => cb(null), (err: Error) => cb(err));
+    detachOwn(mnt).then(() => cb(null), (err: Error) => cb(err));
+  };
+}
+
+/**
+ * Whether the mount this process made at `path` is what the path serves now: true (it answered our
+ * statfs), false (something else answered), or undefined (no answer within `timeoutMs`: no evidence).
+ */
+export async function servedByUs(path: string, timeoutMs = STAT_TIMEOUT_MS): Promise<boolean | undefined> {
+  const mine = ownMounts.get(path);
+  if (!mine) return false;
+  const before = mine.pings;
+  const res = await probeWithTimeout(path, timeoutMs);
+  if (res === 'timeout') return undefined;
+  return res === null && mine.pings > before;
+}
+
+async function detachOwn(path: string): Promise<void> {
+  if (!ownMounts.has(path)) {
+    // Not a mount of ours that we could identify: detach the top mount once, never a stack of them.
+    if (await isMounted(path)) await detachOnce(path);
+    return;
+  }
+  if (await servedByUs(path) !== false) await detachOnce(path);
+}
+
+/** Count the statfs requests a mount answers (see `ownMounts`); answer them itself when `ops` does not. */
+function countPings(ops: Ops, mine: { pings: number }): Ops {
+  const inner = ops.statfs?.bind(ops);
+  return {
+    ...ops,
+    statfs(p, cb) {
+      mine.pings++;
+      if (inner) inner(p, cb);
+      else cb(0, { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, favail: 0, fsid: 0, flag: 0, namemax: 255 });
+    },
   };
 }
 
@@ -419,7 +499,8 @@ export async function mountFuse(path: string, ops: Ops, opts: MountOptions = {})
   installSafeUnmount();
   const target = await canonicalPath(path);
   if (opts.prepare !== false) await prepareMountpoint(target, { force: opts.force });
-  const handlers = opts.guardOps === false ? ops : guardOps(ops, opts.onHandlerError);
+  const mine = { pings: 0 };
+  const handlers = countPings(opts.guardOps === false ? ops : guardOps(ops, opts.onHandlerError), mine);
   const fuse = new Fuse(target, handlers, buildFuseOptions(opts));
   const timeoutMs = opts.mountTimeoutMs ?? DEFAULT_MOUNT_TIMEOUT_MS;
   try {
@@ -431,6 +512,7 @@ export async function mountFuse(path: string, ops: Ops, opts: MountOptions = {})
     const msg = (err as Error).message;
     throw new VhfsError('STORE', `cannot mount ${target}: ${msg}${hintFor(msg)}`, { cause: err });
   }
+  ownMounts.set(target, mine);
   return fuse;
 }
 
@@ -458,10 +540,13 @@ export async function unmountFuse(fuse: Fuse, opts: { timeoutMs?: number } = {})
   await withTimeout(new Promise<void>((res, rej) => fuse.unmount((err) => (err ? rej(err) : res()))), timeoutMs,
     `unmounting ${fuse.mnt} did not finish within ${timeoutMs} ms`);
   const deadline = Date.now() + timeoutMs;
-  while (await isMounted(fuse.mnt)) {
+  // Wait for our mount to leave; another (newer) one may stay mounted on the same path.
+  const ours = async () => (await servedByUs(fuse.mnt)) !== false;
+  while (await ours()) {
     if (Date.now() > deadline) throw new VhfsError('TIMEOUT', `${fuse.mnt} is still mounted after unmount`);
     await new Promise((r) => setTimeout(r, 20));
   }
+  ownMounts.delete(fuse.mnt);
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {

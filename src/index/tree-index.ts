@@ -19,6 +19,9 @@
  * except around surrogate pairs, so the builder compares bytes whenever a name has a non-BMP character.
  */
 import { VhfsError } from '../util/errors.js';
+import { compareNames } from '../util/utf8-order.js';
+import { relativePathProblem } from '../util/path-rules.js';
+import type { ObjectRef } from '../store/types.js';
 
 /** A lookup result: `>= 0` is a file index, `<= -1` is directory `-1 - result`, NOT_FOUND otherwise. */
 export type NodeRef = number;
@@ -33,15 +36,6 @@ export function isDir(ref: NodeRef): boolean {
 }
 export function dirIndex(ref: NodeRef): number {
   return -1 - ref;
-}
-
-export interface IndexSource {
-  /** Store key of the object holding the bytes (a package or a blob). */
-  key: string;
-  /** URL of the store holding it, when not the catalog's own store (e.g. a local-path input). */
-  store?: string;
-  /** Object size, for range checks and the last block's length. */
-  size: number;
 }
 
 export interface TreeIndexArrays {
@@ -69,7 +63,7 @@ export class TreeIndex {
 
   constructor(
     readonly arrays: TreeIndexArrays,
-    readonly sources: readonly IndexSource[],
+    readonly sources: readonly ObjectRef[],
   ) {
     this.fileCount = arrays.fileSize.length;
     this.dirCount = arrays.dirParent.length;
@@ -218,11 +212,11 @@ export class TreeIndexBuilder {
   private offsets: number[] = [];
   private mtimes: number[] = [];
   private crcs: number[] = [];
-  readonly sources: IndexSource[] = [];
+  readonly sources: ObjectRef[] = [];
 
   constructor(private readonly label: string) {}
 
-  addSource(source: IndexSource): number {
+  addSource(source: ObjectRef): number {
     this.sources.push(source);
     return this.sources.length - 1;
   }
@@ -362,13 +356,6 @@ function breadthFirstOrder(dirs: string[]): string[] {
   return order;
 }
 
-const NON_BMP = /[\ud800-\udfff]/;
-/** UTF-8 byte order, which is what lookups compare. */
-export function compareNames(a: string, b: string): number {
-  if (NON_BMP.test(a) || NON_BMP.test(b)) return Buffer.compare(Buffer.from(a), Buffer.from(b));
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 function concatNames(bufs: Buffer[]): [Buffer, Uint32Array] {
   const starts = new Uint32Array(bufs.length + 1);
   let total = 0;
@@ -380,20 +367,11 @@ function concatNames(bufs: Buffer[]): [Buffer, Uint32Array] {
   return [Buffer.concat(bufs, total), starts];
 }
 
-/** Relative, `/`-separated, no empty/`.`/`..` segments, no NUL or backslash. */
+/** The relative-path rules of src/util/path-rules.ts. */
 export function checkRelativePath(path: string, label: string): void {
-  const bad = unsafePathReason(path);
+  const bad = relativePathProblem(path);
   if (bad) throw new VhfsError('UNSAFE_PATH', `${label}: unsafe path "${path.replace(/\0/g, '\\0')}": ${bad}`);
 }
 
-export function unsafePathReason(path: string): string | undefined {
-  if (path.length === 0) return 'empty path';
-  if (path.includes('\0')) return 'contains a NUL byte';
-  if (path.startsWith('/')) return 'absolute path';
-  if (path.includes('\\')) return 'contains a backslash';
-  for (const segment of path.split('/')) {
-    if (segment === '') return 'empty path segment';
-    if (segment === '.' || segment === '..') return `"${segment}" segment`;
-  }
-  return undefined;
-}
+/** Kept for create-version.ts until it imports src/util/path-rules.ts itself. */
+export { relativePathProblem as unsafePathReason };

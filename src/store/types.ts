@@ -8,6 +8,11 @@
  *  - conditional puts give create-if-absent (`ifNoneMatch: '*'`) and compare-and-swap (`ifMatch: etag`),
  *    the only coordination primitive hosts sharing a bucket have (used for alias pointers);
  *  - reads are by byte range, so package members are served without fetching whole packages.
+ *
+ * Network stores (`remote.ts`; docs/STORES.md) keep this contract and add, without changing the interface:
+ * TIMEOUT when the `signal` of `getRange`/`get` aborts (the request in flight is aborted too);
+ * INTEGRITY when an object changes under a ranged read or stream (its version is pinned at `head` or the
+ * first read); UNSUPPORTED from a server that ignores `Range`, and from every write of a read-only store.
  */
 import type { Readable } from 'node:stream';
 
@@ -76,6 +81,34 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
   /** Release connections and cached handles; the store is not used afterwards. */
   close?(): Promise<void>;
+}
+
+/**
+ * One immutable object that holds bytes a reader wants (a package, a blob, a local file): what an index
+ * entry points into and what the block cache fetches from. Immutability is what lets every layer cache it.
+ */
+export interface ObjectRef {
+  /** Key of the object in its store. */
+  key: string;
+  /** URL of the store holding it, when not the catalog's own store (e.g. a local-path input). */
+  store?: string;
+  /** Object size, for range checks and the last block's length. */
+  size: number;
+  /** How bytes read from it are checked; absent: they are not (local files, objects of other tools). */
+  integrity?: ObjectIntegrity;
+}
+
+/** What an immutable object's bytes can be checked against (see src/cache/block-cache.ts for how). */
+export interface ObjectIntegrity {
+  /**
+   * A chunk table (src/util/chunk-hashes.ts) covering the object: where to read it (in the same store), and
+   * what its container records of it (its CRC-32 and the bytes it covers), so a damaged table is caught too.
+   */
+  chunkTable?: { key: string; offset: number; length: number; crc32: number; covered: number };
+  /** SHA-256 (hex) of the whole object: a content-addressed blob. */
+  sha256?: string;
+  /** The index's per-file CRC-32 values are the members' CRC-32s (a zip package). */
+  memberCrc32?: boolean;
 }
 
 export function newStoreStats(): StoreStats {

@@ -17,6 +17,7 @@ import type { DatumRecord, VersionRecord } from '../../src/catalog/types.js';
 import { LocalDirStore } from '../../src/store/local.js';
 import type { ListOptions, ListPage, ObjectInfo, ObjectStore, PutBody, PutOptions, StoreStats } from '../../src/store/types.js';
 import { ChunkTable, CHUNK_SIZE } from '../../src/util/chunk-hashes.js';
+import { bufferSource, readPackageListing } from '../../src/package/index.js';
 import { isVhfsError } from '../../src/util/errors.js';
 import { rng } from '../helpers/rng.js';
 import { allKeys, referencedKeys } from './helpers.js';
@@ -85,23 +86,22 @@ test('packaged: each file stored once, inside the part; 5 puts in all; members r
   t.is(v.files.length, bodies.size);
   t.is(v.packages.length, 1);
 
-  // The whole version: the part, its chunk table, its own datum record, one batch of member records, the version.
+  // The whole version: the part, its own datum record, one batch of member records, the version.
   const part = JSON.parse((await e.store.get(keys.datum(v.packages[0].datumId))).toString()) as DatumRecord;
   t.is(part.blobKey, keys.packagePart(part.id));
   const batches = [...new Set(v.files.map((f) => batchIdOf(f.datumId)))];
   t.is(batches.length, 1, 'every member record in one batch object');
-  t.deepEqual(await allKeys(e.store), [
-    part.blobKey, keys.chunks(part.blobKey), 'datasets/ds/versions/v1.json', keys.datumBatch(batches[0]), keys.datum(part.id),
-  ].sort());
-  t.is(e.store.stats.puts, 5, 'store puts for a 45-file packaged version');
+  t.deepEqual(await allKeys(e.store), [part.blobKey, 'datasets/ds/versions/v1.json', keys.datumBatch(batches[0]), keys.datum(part.id)].sort());
+  t.is(e.store.stats.puts, 4, 'store puts for a 46-file packaged version');
   t.is(e.store.stats.heads, 1, 'the early check that the version does not exist');
 
-  // The part's own sha256 and chunk table describe exactly the stored bytes.
+  // The part's sha256 is that of exactly the stored bytes, and its own chunk table member covers them.
   const partBytes = await e.store.get(part.blobKey);
   t.is(sha256(partBytes), part.sha256);
-  const table = ChunkTable.parse(await e.store.get(keys.chunks(part.blobKey)), 'part');
-  t.is(table.covered, partBytes.length);
-  t.is(table.verify(0, partBytes), undefined);
+  const listing = await readPackageListing(bufferSource(partBytes), 'part');
+  const where = listing.chunkTable!;
+  const table = ChunkTable.parseRecorded(partBytes.subarray(where.offset, where.offset + where.length), where, 'part');
+  t.is(table.verify(0, partBytes.subarray(0, table.covered)), undefined);
 
   // Each member: its bytes are the source's, at the recorded range, and hash to the recorded sha256.
   for (const f of v.files) {
@@ -305,7 +305,7 @@ test('from a packaged base: packaged again re-reads the inherited bytes from the
     t.is(v.files.find((f) => f.path === 'replace.bin')!.sha256, sha256(nextBodies.get('replace.bin')!));
     if (packaging) {
       const part = await e.cat.getDatum(v.packages[0].datumId);
-      const listing = await import('../../src/package/index.js').then((m) => m.readPackageListing(m.storeSource(e.store, part.blobKey, part.size), 'v2'));
+      const listing = await readPackageListing(bufferSource(await e.store.get(part.blobKey)), 'v2');
       const i = listing.paths.indexOf('keep.bin');
       t.true((await e.store.getRange(part.blobKey, listing.dataOffsets[i], listing.sizes[i])).equals(bodies.get('keep.bin')!));
     } else {

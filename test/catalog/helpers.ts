@@ -11,7 +11,7 @@ export async function allKeys(store: ObjectStore): Promise<string[]> {
 /**
  * Every object a committed version refers to, found through the store's own records: the version record,
  * each datum's record object (its own or its batch), and the bytes of the datums not stored inside a
- * package (with their chunk tables), package parts included.
+ * package: package parts, and file blobs with their chunk tables (a part carries its own).
  */
 export async function referencedKeys(store: ObjectStore, v: VersionRecord): Promise<string[]> {
   const out = new Set<string>([keys.version(v.kind, v.collection, v.version)]);
@@ -30,7 +30,7 @@ export async function referencedKeys(store: ObjectStore, v: VersionRecord): Prom
     const d = await recordOf(id);
     if (d.packed) continue;
     out.add(d.blobKey);
-    if (d.size > CHUNK_SIZE) out.add(keys.chunks(d.blobKey));
+    if (d.size > CHUNK_SIZE && !d.package) out.add(keys.chunks(d.blobKey));
   }
   return [...out].sort();
 }
