@@ -74,6 +74,10 @@ interface LooseData {
   key: string;
   store?: string;
   size: number;
+  /** Where the file's bytes start in object `key` (a packed datum: its member's offset in the package part); default 0. */
+  offset?: number;
+  /** Size of object `key` (a packed datum: the package part's); default `size`. */
+  objectSize?: number;
   mtimeMs: number;
   datum?: DatumRecord;
   /** The URI inputs.json gives a file that is not a datum (secrets masked). */
@@ -171,7 +175,9 @@ export class InputResolver {
     for (const p of pinned) if (p.kind === 'version') await this.addVersion(p, builder, sourceFor);
     for (const placed of loose.files) {
       const d = placed.file.data!;
-      builder.add({ path: placed.path, size: d.size, source: sourceFor(d.key, d.size, d.store, d.datum?.sha256), offset: 0, mtimeMs: d.mtimeMs });
+      // A packed datum is a range of its package part: the datum's sha256 is not the object's.
+      const sha256 = d.datum && !d.datum.packed ? d.datum.sha256 : undefined;
+      builder.add({ path: placed.path, size: d.size, source: sourceFor(d.key, d.objectSize ?? d.size, d.store, sha256), offset: d.offset ?? 0, mtimeMs: d.mtimeMs });
     }
     return builder.build();
   }
@@ -183,7 +189,10 @@ export class InputResolver {
       if (p.kind === 'datum') {
         loose.push({
           uri: p.uri, id: `datum://${p.datum.id}`, origin: 'datum', key: p.datum.name,
-          data: { key: p.datum.blobKey, size: p.datum.size, mtimeMs: Date.parse(p.datum.ctime), datum: p.datum },
+          data: {
+            key: p.datum.packed?.key ?? p.datum.blobKey, size: p.datum.size, offset: p.datum.packed?.offset ?? 0,
+            objectSize: p.datum.packed?.packageSize ?? p.datum.size, mtimeMs: Date.parse(p.datum.ctime), datum: p.datum,
+          },
         });
       } else if (p.kind === 'object') {
         for (const o of p.objects) {
