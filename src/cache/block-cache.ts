@@ -545,9 +545,23 @@ export class BlockCache {
     if (!where) return Promise.resolve(undefined);
     st.table ??= (async () => {
       const store = this.storeOf(source);
-      const buf = await getRangeWithin(store, where.key, where.offset, where.length, this.fetchTimeoutMs);
-      const table = ChunkTable.parseRecorded(buf, where, `${store.url}/${where.key}`);
-      if (table.covered > source.size) throw new VhfsError('BAD_PACKAGE', `${store.url}/${where.key}: its chunk table covers ${table.covered} bytes of a ${source.size}-byte object`);
+      let buf: Buffer;
+      try {
+        buf = await getRangeWithin(store, where.key, where.offset, where.length, this.fetchTimeoutMs);
+      } catch (err) {
+        // A blob written before blobs had tables has none: checked as a whole blob only. (A package's own
+        // table, which its central directory records, must be there.)
+        if (where.crc32 === undefined && isVhfsError(err, 'NOT_FOUND')) {
+          this.warn(`${store.url}/${source.key}: no chunk table (${where.key}); its blocks are checked only when the whole blob is read`);
+          return undefined;
+        }
+        throw err;
+      }
+      const label = `${store.url}/${where.key}`;
+      const table = where.crc32 !== undefined ? ChunkTable.parseRecorded(buf, { ...where, crc32: where.crc32 }, label) : ChunkTable.parse(buf, label);
+      if (table.covered !== where.covered || table.covered > source.size) {
+        throw new VhfsError('BAD_PACKAGE', `${label}: its chunk table covers ${table.covered} bytes, expected ${where.covered} of a ${source.size}-byte object`);
+      }
       return table;
     })();
     // A failed read of the table is not remembered: the next read tries again.

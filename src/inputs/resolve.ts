@@ -27,6 +27,7 @@ import { keys } from '../catalog/store-records.js';
 import type { CollectionKind, DatumRecord, PackageRef } from '../catalog/types.js';
 import { readPackageListing } from '../package/index.js';
 import { DEFAULTS } from '../config/options.js';
+import { CHUNK_SIZE, chunkTableBytes } from '../util/chunk-hashes.js';
 import { getRangeWithin } from '../store/deadline.js';
 import { TreeIndexBuilder, type TreeIndex } from '../index/tree-index.js';
 import { loadIndex, saveIndex } from '../index/persist.js';
@@ -155,8 +156,8 @@ export class InputResolver {
       p.kind === 'version'
         ? { v: `${p.collectionKind}://${p.collection}/${p.version}`, p: p.packages.map((k) => k.datumId) }
         : p.kind === 'datum' ? { d: p.datum.id } : {});
-    // format 3: sources carry `integrity` (what their bytes are checked against), with package chunk tables.
-    const key = JSON.stringify({ format: 3, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
+    // format 4: sources carry `integrity` (what their bytes are checked against): package and blob chunk tables.
+    const key = JSON.stringify({ format: 4, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
     return createHash('sha256').update(key).digest('hex');
   }
 
@@ -167,7 +168,11 @@ export class InputResolver {
       const id = `${store ?? ''}\n${key}`;
       let s = blobSources.get(id);
       if (s === undefined) {
-        const ref: ObjectRef = { key, size, ...(store === undefined ? {} : { store }), ...(sha256 === undefined ? {} : { integrity: { sha256 } }) };
+        // A blob of the catalog's store larger than one chunk has its chunk table beside it.
+        const chunkTable = store === undefined && sha256 !== undefined && size > CHUNK_SIZE
+          ? { key: keys.chunks(key), offset: 0, length: chunkTableBytes(size), covered: size } : undefined;
+        const integrity = sha256 === undefined ? undefined : { sha256, ...(chunkTable ? { chunkTable } : {}) };
+        const ref: ObjectRef = { key, size, ...(store === undefined ? {} : { store }), ...(integrity ? { integrity } : {}) };
         blobSources.set(id, (s = builder.addSource(ref)));
       }
       return s;

@@ -53,7 +53,7 @@ import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { VhfsError } from '../util/errors.js';
-import { relativePathProblem } from '../util/path-rules.js';
+import { checkKey, checkPrefix, checkRangeArgs, compareKeys, TMP_DIR } from './keys.js';
 import {
   newStoreStats,
   type ListOptions,
@@ -92,7 +92,6 @@ interface OpenEntry {
   closed: boolean;
 }
 
-const TMP_DIR = '.tmp';
 const STAT_BATCH = 64;
 const WRITE_BATCH_BYTES = 1 << 20;
 const WRITE_BATCH_CHUNKS = 256; // well under IOV_MAX (1024)
@@ -156,14 +155,14 @@ export class LocalDirStore implements ObjectStore {
   // ---- reads ----
 
   async head(key: string): Promise<ObjectInfo | undefined> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     this.stats.heads++;
     const st = await this.statObject(key);
     return st && infoOf(key, st);
   }
 
   async getRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     checkRangeArgs(this.url, key, offset, length);
     signal?.throwIfAborted();
     this.checkNotBlocked(key);
@@ -187,7 +186,7 @@ export class LocalDirStore implements ObjectStore {
   }
 
   async get(key: string, signal?: AbortSignal): Promise<Buffer> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     signal?.throwIfAborted();
     this.checkNotBlocked(key);
     this.stats.gets++;
@@ -206,7 +205,7 @@ export class LocalDirStore implements ObjectStore {
   }
 
   async getStream(key: string, range?: { offset: number; length: number }): Promise<Readable> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     this.stats.gets++;
     const fh = await this.openObject(key);
     let start = 0;
@@ -246,7 +245,7 @@ export class LocalDirStore implements ObjectStore {
   }
 
   async list(prefix: string, opts: ListOptions = {}): Promise<ListPage> {
-    this.checkPrefix(prefix);
+    checkPrefix(this.url, prefix);
     this.stats.lists++;
     const slash = prefix.lastIndexOf('/');
     const dirPart = prefix.slice(0, slash + 1); // '' or 'a/b/'
@@ -277,7 +276,7 @@ export class LocalDirStore implements ObjectStore {
   // ---- writes ----
 
   async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<ObjectInfo> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     if (opts.ifMatch !== undefined && opts.ifNoneMatch !== undefined) {
       throw new VhfsError('BAD_ARGUMENT', `${this.url}: put ${key} with both ifMatch and ifNoneMatch`);
     }
@@ -321,7 +320,7 @@ export class LocalDirStore implements ObjectStore {
   }
 
   async delete(key: string): Promise<void> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     await this.withLock(key, async () => {
       try {
         await fs.unlink(this.pathOf(key));
@@ -425,17 +424,7 @@ export class LocalDirStore implements ObjectStore {
 
   // ---- key checks and paths ----
 
-  private checkKey(key: string): void {
-    const bad = keyProblem(key);
-    if (bad) throw new VhfsError('BAD_ARGUMENT', `${this.url}: bad object key ${JSON.stringify(key)}: ${bad}`);
-  }
 
-  private checkPrefix(prefix: string): void {
-    // Only the complete segments name directories; the part after the last '/' just filters names.
-    const slash = prefix.lastIndexOf('/');
-    const bad = prefix.includes('\0') ? 'contains NUL' : slash >= 0 ? keyProblem(prefix.slice(0, slash)) : undefined;
-    if (bad) throw new VhfsError('BAD_ARGUMENT', `${this.url}: bad list prefix ${JSON.stringify(prefix)}: ${bad}`);
-  }
 
   private pathOf(key: string): string {
     return path.join(this.root, key);
@@ -780,18 +769,7 @@ export class LocalDirStore implements ObjectStore {
 // ---- pure helpers ----
 
 /** Why `key` is not a valid object key (the relative-path rules of src/util/path-rules.ts, and not under .tmp/), or undefined. */
-export function keyProblem(key: string): string | undefined {
-  const bad = relativePathProblem(key);
-  if (bad) return bad;
-  if (key === TMP_DIR || key.startsWith(`${TMP_DIR}/`)) return `${TMP_DIR}/ is reserved for uploads in progress`;
-  return undefined;
-}
 
-function checkRangeArgs(url: string, key: string, offset: number, length: number): void {
-  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-    throw new VhfsError('BAD_ARGUMENT', `${url}: bad range ${offset}+${length} for ${key}`);
-  }
-}
 
 async function readExactly(fh: FileHandle, offset: number, length: number, where: string): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
@@ -831,10 +809,6 @@ function infoOf(key: string, st: BigIntStats): ObjectInfo {
   return { key, size: Number(st.size), etag: etagOf(st), mtimeMs: Number(st.mtimeMs) };
 }
 
-/** Object stores order keys by UTF-8 bytes; for BMP text that equals UTF-16 code-unit order. */
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
