@@ -36,6 +36,7 @@ import type { InputSpec } from './config.js';
 import { displayUri, type ParsedUri, type LocalUri } from '../uri/parse.js';
 import { compileGlob } from '../uri/glob.js';
 import { VhfsError } from '../util/errors.js';
+import { compareNames } from '../util/utf8-order.js';
 import type { ObjectInfo, ObjectRef, ObjectStore } from '../store/index.js';
 import { LOCAL_ROOT_STORE, SourceStores } from './source-stores.js';
 
@@ -292,18 +293,49 @@ async function listLocal(uri: LocalUri, shown: string): Promise<LocalFile[]> {
   }
   const root = uri.wildcardRoot ?? '/';
   const matcher = compileGlob(uri.path.slice(1));
-  const names = await fs.readdir(root, { recursive: true }).catch(() => [] as string[]);
   const files: LocalFile[] = [];
-  for (const name of names.sort()) {
-    const key = `${root.slice(1)}${name}`;
-    if (!matcher.match(key)) continue;
-    const st = await fs.stat(`/${key}`).catch(() => undefined);
-    if (st?.isFile()) files.push({ key, size: st.size, mtimeMs: st.mtimeMs });
+  for await (const { key, st } of walkLocal(root, shown)) {
+    if (matcher.match(key)) files.push({ key, size: st.size, mtimeMs: st.mtimeMs });
   }
   if (files.length === 0) throw new VhfsError('NOT_FOUND', `${shown}: the wildcard matches no file`);
-  return files;
+  return files.sort((a, b) => compareNames(a.key, b.key));
 }
 
+/** A walk that meets more entries than this is refused: a wildcard root of `/` or a runaway tree. */
+const MAX_WALK_ENTRIES = 10_000_000;
+
+/**
+ * Every regular file under `root` (keys: absolute paths without the leading `/`), following symbolic links
+ * as `cp -rL` would (a link names a file or a directory whose content the user means), but never a link to
+ * a directory already being walked above it (`a/b -> ..`): such a loop would be walked forever, and with
+ * two of them (`b1 -> ..`, `b2 -> ..`) its size doubles with every level. Special files (FIFOs, sockets,
+ * devices) and dangling links are skipped: a local input takes regular files only.
+ */
+async function* walkLocal(root: string, shown: string): AsyncGenerator<{ key: string; st: import('node:fs').Stats }> {
+  let entries = 0;
+  const walk = async function* (dir: string, chain: ReadonlySet<string>): AsyncGenerator<{ key: string; st: import('node:fs').Stats }> {
+    const dirents = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const d of dirents) {
+      if (++entries > MAX_WALK_ENTRIES) throw new VhfsError('BAD_URI', `${shown}: more than ${MAX_WALK_ENTRIES} entries under ${root}; narrow the wildcard`);
+      const abs = path.join(dir, d.name);
+      if (d.isFile()) {
+        const st = await fs.stat(abs).catch(() => undefined);
+        if (st?.isFile()) yield { key: abs.slice(1), st };
+      } else if (d.isDirectory()) {
+        yield* walk(abs, new Set([...chain, abs]));
+      } else if (d.isSymbolicLink()) {
+        const st = await fs.stat(abs).catch(() => undefined);
+        if (st?.isFile()) yield { key: abs.slice(1), st };
+        else if (st?.isDirectory()) {
+          const real = await fs.realpath(abs).catch(() => undefined);
+          if (real !== undefined && !chain.has(real)) yield* walk(abs, new Set([...chain, real]));
+        }
+      }
+    }
+  };
+  const realRoot = await fs.realpath(root).catch(() => root);
+  yield* walk(root.replace(/\/$/, '') || '/', new Set([realRoot]));
+}
 
 /**
  * The objects an object URI names: the one key (NOT_FOUND if absent), or every key under the wildcard
