@@ -175,8 +175,9 @@ export class CatalogDb {
     } catch (err) {
       throw new VhfsError('STORE', `catalog database ${path}: cannot open (${(err as Error).message})`, { cause: err });
     }
-    this.db.pragma('journal_mode = WAL');
+    // busy_timeout first: two processes opening a fresh catalog at once both switch it to WAL.
     this.db.pragma('busy_timeout = 10000');
+    this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = OFF');
     this.db.pragma('cache_size = -65536'); // 64 MiB: million-row version inserts stay in cache
@@ -198,6 +199,9 @@ export class CatalogDb {
     }
     for (let i = done; i < MIGRATIONS.length; i++) {
       this.db.transaction(() => {
+        // Another process may have run this migration between our read and our write lock.
+        const now = this.db.pragma('user_version', { simple: true }) as number;
+        if (now > i) return;
         this.db.exec(MIGRATIONS[i]);
         this.db.pragma(`user_version = ${i + 1}`);
       }).immediate();
