@@ -8,11 +8,35 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fs, readFileSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { KNOWN_BUG_TAG } from '../helpers/known-bug.js';
+
+// ------------------------------------------------------------------------------------ tests that mount
+
+/** Marks a test that needs a real FUSE mount; scripts/test.sh fails the run if one is skipped where /dev/fuse exists. */
+export const FUSE_TAG = '[fuse]';
+export const HAVE_FUSE = existsSync('/dev/fuse');
+
+type Impl = (t: ExecutionContext) => Promise<void> | void;
+
+/**
+ * Declare a test that mounts: its title gets `[fuse]`, and without /dev/fuse it is registered as skipped
+ * (so a machine without FUSE says so in the summary instead of "passing" tests that never mounted).
+ */
+export function fuseTest(title: string, impl: Impl): void {
+  (HAVE_FUSE ? test : test.skip)(`${title} ${FUSE_TAG}`, impl);
+}
+fuseTest.serial = (title: string, impl: Impl): void => {
+  (HAVE_FUSE ? test.serial : test.skip)(`${title} ${FUSE_TAG}`, impl);
+};
+/** A FUSE test that shows a product bug not fixed yet (see test/helpers/known-bug.ts). */
+fuseTest.knownBug = (title: string, bug: string, impl: Impl): void => {
+  (HAVE_FUSE ? test.failing : test.skip)(`${title} ${FUSE_TAG} ${KNOWN_BUG_TAG} ${bug}]`, impl);
+};
 
 /** dist/test/fuse/helpers.js → the repository root. */
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
