@@ -74,8 +74,8 @@ export function run(
   });
 }
 
-/** `vhfs --home <home> …args`. */
-export function vhfs(home: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<RunResult> {
+/** `vhfs --home <home> …args` (`env` adds to the environment, e.g. faultsEnv from test/helpers/store-faults-preload.ts). */
+export function vhfs(home: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   return run(process.execPath, [BIN, '--home', home, ...args], opts);
 }
 
@@ -148,8 +148,8 @@ export interface Mounted {
  * `vhfs mount --root <root> …args` (daemonized). At teardown: `vhfs unmount`, then `fusermount3 -uz` if it is
  * still mounted, then SIGKILL if the daemon is still alive.
  */
-export async function mount(t: ExecutionContext, home: string, root: string, args: string[]): Promise<Mounted> {
-  const r = await vhfs(home, ['--json', 'mount', '--root', root, ...args], { timeoutMs: 60_000 });
+export async function mount(t: ExecutionContext, home: string, root: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Mounted> {
+  const r = await vhfs(home, ['--json', 'mount', '--root', root, ...args], { timeoutMs: 60_000, ...opts });
   if (r.code !== 0) throw new Error(`vhfs mount exited ${r.code}: ${r.stderr.trim()}`);
   const out = JSON.parse(r.stdout) as { mountpoint: string; pid: number; log: string; inputsJson: string };
   const m: Mounted = { home, root, mnt: out.mountpoint, pid: out.pid, log: out.log, inputsJson: out.inputsJson };
