@@ -9,8 +9,8 @@ import test, { type ExecutionContext } from 'ava';
 import { constants } from 'node:os';
 import type { Ops, Stat } from 'fuse-native';
 import { inputsOps } from '../../src/fuse/inputs-fs.js';
-import { BlockCache } from '../../src/cache/block-cache.js';
-import { InputResolver, openSourceStore } from '../../src/inputs/resolve.js';
+import path from 'node:path';
+import { ReadPath } from '../../src/inputs/read-path.js';
 import { InputSet } from '../../src/inputs/input-set.js';
 import { parseInputFlags } from '../../src/inputs/config.js';
 import { VhfsError } from '../../src/util/errors.js';
@@ -28,12 +28,13 @@ interface Fs {
 }
 
 /** The ops of a mount of `inputs` (NAME=URI) over the fixture catalog, built as the mount builds them. */
-async function mountOps(t: ExecutionContext, inputs: string[], cache: { fetchTimeoutMs?: number } = {}): Promise<Fs> {
+async function mountOps(t: ExecutionContext, inputs: string[], read: { fetchTimeoutMs?: number } = {}): Promise<Fs> {
   const c = await memoryCatalog(t);
   const log: string[] = [];
-  const set = new InputSet(parseInputFlags(inputs), new InputResolver({ catalog: c.catalog }), { log: (l) => log.push(l), retryAfterMs: 0 });
-  const blocks = new BlockCache({ store: c.store, storeFor: openSourceStore, readaheadBytes: 0, ...cache, warn: (l) => log.push(l) });
-  const ops = inputsOps(set, blocks, { log: (l) => log.push(l) });
+  const readPath = new ReadPath({ catalog: c.catalog, cacheDir: path.join(c.dir, 'cache'), readaheadBytes: 0, ...read, log: (l) => log.push(l) });
+  t.teardown(() => readPath.close());
+  const set = new InputSet(parseInputFlags(inputs), readPath.resolver, { log: (l) => log.push(l), retryAfterMs: 0 });
+  const ops = inputsOps(set, readPath, { log: (l) => log.push(l) });
   return { c, ops: ops as Fs['ops'], log };
 }
 
