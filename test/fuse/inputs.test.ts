@@ -272,8 +272,7 @@ async function readStatsOnce(file: string, m: Mounted): Promise<{ gets: number; 
 
 // ---------------------------------------------------------------------------------------------- --force
 
-fuseTest.knownBug('a second mount on a live one is refused with exit 4 (conflict) and one line naming the mountpoint and --force',
-  'the daemon\'s CONFLICT reaches the user as STORE (exit 6) with the daemon log\'s last lines appended', async (t) => {
+fuseTest('a second mount on a live one is refused with exit 4 (conflict) and one line naming the mountpoint and --force', async (t) => {
     t.timeout(60_000);
     const root = await tempDir(t);
     const m = await mount(t, S.home, root, ['--input', 'p=dataset://plain/v1']);
