@@ -19,11 +19,12 @@ import {
 } from './helpers.js';
 import { blockSpan, listingCost, zipLayout } from '../helpers/zip-oracle.js';
 import { knownBug } from '../helpers/known-bug.js';
+import { DEFAULTS } from '../../src/config/options.js';
 
 const COUNT = Number(process.env.VHFS_CLI_FILES ?? 10_000);
 const BATCH = 2_000;
-/** The block cache's block size (`vhfs mount --block-size` default, README): `cat` reads whole blocks of it. */
-const BLOCK = 256 * 1024;
+/** The block size `cat` reads with: the flag table's default (README: `--block-size`, 256K). */
+const BLOCK = DEFAULTS.blockSize;
 
 interface Fixture {
   root: string;

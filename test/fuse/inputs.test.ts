@@ -315,7 +315,7 @@ fuseTest.knownBug('mount --force stops the daemon of the mount it replaces', 'th
 fuseTest('a store that does not answer: a read fails with ETIMEDOUT after the fetch deadline, logged; the mount stays up', async (t) => {
   t.timeout(90_000);
   // Blob reads hang for an hour (test/helpers/store-faults-preload.ts); the listing comes from SQLite.
-  const m = await mount(t, S.home, await tempDir(t), ['--input', 'p=dataset://plain/v1', '--input', 'l=' + S.src.local + '/a/one.txt'],
+  const m = await mount(t, S.home, await tempDir(t), ['--input', 'p=dataset://plain/v1', '--input', `l=${S.src.local}/a/one.txt`, '--fetch-timeout', '1s'],
     { env: faultsEnv({ keys: '^blobs/', delayMs: 3_600_000 }) });
   const file = path.join(m.mnt, 'p', 'one.bin');
   const st = await run('stat', ['-c', '%s', file]);
@@ -324,7 +324,7 @@ fuseTest('a store that does not answer: a read fails with ETIMEDOUT after the fe
   t.is(errno, 110, 'ETIMEDOUT');
   const log = await fs.readFile(m.log, 'utf8');
   const key = `blobs/sha256/${S.trees.plain.get('one.bin')!.sha256}`;
-  t.true(lines(log).some((l) => l.includes('error') && l.includes('one.bin') && l.includes(key) && l.includes('no answer')), log);
+  t.true(lines(log).some((l) => l.includes('error') && l.includes('one.bin') && l.includes(key) && l.includes('no answer') && l.includes('within 1000 ms')), log);
   t.true(pidAlive(m.pid));
   t.deepEqual(await hashesUnder(path.join(m.mnt, 'l')), new Map([['one.txt', S.trees.local.get('a/one.txt')!.sha256]]), 'local files are unaffected');
 });
