@@ -300,16 +300,6 @@ fuseTest('mount --force replaces a live mount: the new daemon serves, unmount st
   await waitFor(() => !pidAlive(m.pid), 15_000, 'the new daemon to exit');
 });
 
-fuseTest.knownBug('mount --force stops the daemon of the mount it replaces', 'the replaced daemon keeps running (detached, serving nothing) until the new mount goes away', async (t) => {
-  t.timeout(60_000);
-  const root = await tempDir(t);
-  const old = await mount(t, S.home, root, ['--input', 'p=dataset://plain/v1']);
-  await mount(t, S.home, root, ['--input', 'p=dataset://plain/v1', '--force']);
-  // The outside-unmount watcher polls every 2 s (two misses needed); 10 s is plenty.
-  await waitFor(() => !pidAlive(old.pid), 10_000, `the replaced daemon ${old.pid} to exit`);
-  t.false(pidAlive(old.pid));
-});
-
 // ------------------------------------------------------------------------------------------- ETIMEDOUT
 
 fuseTest('a store that does not answer: a read fails with ETIMEDOUT after the fetch deadline, logged; the mount stays up', async (t) => {
