@@ -13,7 +13,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
-import { KNOWN_BUG_TAG } from '../helpers/known-bug.js';
 
 // ------------------------------------------------------------------------------------ tests that mount
 
@@ -32,10 +31,6 @@ export function fuseTest(title: string, impl: Impl): void {
 }
 fuseTest.serial = (title: string, impl: Impl): void => {
   (HAVE_FUSE ? test.serial : test.skip)(`${title} ${FUSE_TAG}`, impl);
-};
-/** A FUSE test that shows a product bug not fixed yet (see test/helpers/known-bug.ts). */
-fuseTest.knownBug = (title: string, bug: string, impl: Impl): void => {
-  (HAVE_FUSE ? test.failing : test.skip)(`${title} ${FUSE_TAG} ${KNOWN_BUG_TAG} ${bug}]`, impl);
 };
 
 /** dist/test/fuse/helpers.js → the repository root. */
