@@ -6,7 +6,7 @@
  */
 import type { ExecutionContext, TestFn } from 'ava';
 
-export const KNOWN_BUG_TAG = '[known bug:';
+const KNOWN_BUG_TAG = '[known bug:';
 
 export function knownBug(test: TestFn, title: string, bug: string, impl: (t: ExecutionContext) => void | Promise<void>): void {
   test.failing(`${title} ${KNOWN_BUG_TAG} ${bug}]`, impl);
