@@ -57,7 +57,7 @@ export function registerMountCommands(program: Command, run: Run): void {
     const stop = await stopDaemon(ctx.home, mountpoint, STOP_TIMEOUT_MS);
     const said: string[] = [];
     if (stop.kind === 'stopped') said.push(`stopped daemon ${stop.pid}`);
-    if (stop.kind === 'unresponsive') said.push(`daemon ${stop.pid} did not stop within ${STOP_TIMEOUT_MS / 1000} s`);
+    if (stop.kind === 'unresponsive') said.push(stop.paused ? `daemon ${stop.pid} is stopped (SIGSTOP?) and cannot act on SIGTERM` : `daemon ${stop.pid} did not stop within ${STOP_TIMEOUT_MS / 1000} s`);
     const state = await mountState(mountpoint);
     if (state !== 'not-mounted') {
       const cleared = await clearStaleMount(mountpoint, { force: true });
