@@ -248,9 +248,9 @@ test('a store that cannot be written (its root is a file): put exits 6 naming th
 test('a store that does not answer: cat exits 6 after the fetch deadline, naming the object and range', async (t) => {
   t.timeout(60_000);
   const { cli, id, blob } = await datumHome(t);
-  const r = await vhfs(['--home', cli.home, 'cat', `datum://${id}`], { env: faultsEnv({ keys: '^blobs/', delayMs: 3_600_000 }) });
+  const r = await vhfs(['--home', cli.home, 'cat', '--fetch-timeout', '500ms', `datum://${id}`], { env: faultsEnv({ keys: '^blobs/', delayMs: 3_600_000 }) });
   t.is(r.stdout.length, 0, 'no output');
-  assertFails(t, r, 6, `datum://${id}`, path.relative(cli.storeDir, blob), 'no answer for bytes 0-6');
+  assertFails(t, r, 6, `datum://${id}`, path.relative(cli.storeDir, blob), 'no answer for bytes 0-6 within 500 ms');
 });
 
 knownBug(test, 'a blob that never answers (a FIFO) ends cat with exit 6 within the fetch deadline',
@@ -259,9 +259,9 @@ knownBug(test, 'a blob that never answers (a FIFO) ends cat with exit 6 within t
     const { cli, id, blob } = await datumHome(t);
     await fs.rm(blob);
     await python('import os, sys; os.mkfifo(sys.argv[1])', blob);
-    // Killed after 15 s: the 10 s deadline plus start-up.
+    // Killed after 10 s: twenty times the deadline.
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      execFile(process.execPath, [BIN, '--home', cli.home, 'cat', `datum://${id}`], { timeout: 15_000 }, (err, _out, stderr) => {
+      execFile(process.execPath, [BIN, '--home', cli.home, 'cat', '--fetch-timeout', '500ms', `datum://${id}`], { timeout: 10_000 }, (err, _out, stderr) => {
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr: String(stderr) });
       });
     });

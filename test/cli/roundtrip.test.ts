@@ -19,12 +19,11 @@ import {
 } from './helpers.js';
 import { blockSpan, listingCost, zipLayout } from '../helpers/zip-oracle.js';
 import { knownBug } from '../helpers/known-bug.js';
-import { DEFAULTS } from '../../src/config/options.js';
 
 const COUNT = Number(process.env.VHFS_CLI_FILES ?? 10_000);
 const BATCH = 2_000;
-/** The block size `cat` reads with: the flag table's default (README: `--block-size`, 256K). */
-const BLOCK = DEFAULTS.blockSize;
+/** The block size `cat` is told to read with (`--block-size`). */
+const BLOCK = 256 * 1024;
 
 interface Fixture {
   root: string;
@@ -126,11 +125,11 @@ test.serial('cat of every file, 2,000 paths per call, is byte-identical and read
   // read from the store, as it may move). One cat first, so that the index `cat` resolves with is persisted
   // and the measured calls read no package tail.
   const alias = (await fs.stat(path.join(cli.storeDir, 'aliases', 'datasets', 'ds', 'latest.json'))).size;
-  await cli.ok('--quiet', 'cat', 'dataset://ds/latest', files[0].path);
+  await cli.ok('--quiet', 'cat', '--block-size', '256K', 'dataset://ds/latest', files[0].path);
   const batches = chunks(files.map((f) => f.path), BATCH);
   const at = Date.now();
   const results = await mapLimit(batches, 2, async (paths) => {
-    const r = await cli.stats('--quiet', 'cat', 'dataset://ds/latest', ...paths);
+    const r = await cli.stats('--quiet', 'cat', '--block-size', '256K', 'dataset://ds/latest', ...paths);
     const want = await concatHash(src, paths);
     return { paths, got: { sha256: sha256(r.result.stdout), size: r.result.stdout.length }, want, stats: r.stats };
   });
@@ -144,23 +143,26 @@ test.serial('cat of every file, 2,000 paths per call, is byte-identical and read
     bytesWritten: s.bytesWritten + r.stats.bytesWritten, heads: s.heads + r.stats.heads, lists: s.lists + r.stats.lists,
   }), { gets: 0, bytesRead: 0, puts: 0, bytesWritten: 0, heads: 0, lists: 0 });
   // Each call starts with an empty cache (src/cache/block-cache.ts): its first file, read at random, is
-  // fetched as exactly its own bytes (an extent); the files after it are read in order, so through whole
-  // blocks: every block their data touch, and readahead no further than the last block the call needs
-  // (a block straddling two batches is read by both).
+  // fetched as exactly its own bytes (an extent, checked by its CRC-32); the files after it are read in
+  // order, so through whole blocks: every block their data touch, and readahead no further than the last
+  // block the call needs (a block straddling two batches is read by both). Blocks are checked against the
+  // part's chunk hash table, read once per call (docs/vhpkgzip.md, "Chunk hash table").
+  t.truthy(layout.chunkTable, 'the package has a chunk hash table');
+  const table = layout.chunkTable?.size ?? 0;
   let least = 0;
   let most = 0;
   const sizeOf = new Map(files.map((f) => [f.path, f.size]));
   for (const paths of batches) {
     const first = paths.findIndex((p) => sizeOf.get(p)! > 0);
     const extent = sizeOf.get(paths[first])!;
-    least += extent + blockSpan(layout, paths.slice(first + 1), BLOCK).touched;
-    most += extent + blockSpan(layout, paths, BLOCK).span;
+    least += extent + table + blockSpan(layout, paths.slice(first + 1), BLOCK).touched;
+    most += extent + table + blockSpan(layout, paths, BLOCK).span;
   }
   const pointers = batches.length * alias;
   t.log(`cat of ${files.length} files in ${batches.length} calls: ${total.gets} GETs, ${total.bytesRead} bytes read; package ${layout.size} bytes; ` +
     `expected ${least}–${most} bytes of package data; ${fx().timings.cat} ms`);
   t.true(total.bytesRead >= least + pointers && total.bytesRead <= most + pointers,
-    `read ${total.bytesRead} bytes; the calls need ${least} bytes of package data (first file of each as an extent, then whole ${BLOCK}-byte blocks), ` +
+    `read ${total.bytesRead} bytes; the calls need ${least} bytes of package data (first file of each as an extent, the chunk table, then whole ${BLOCK}-byte blocks), ` +
     `${most} with readahead up to each call's last block, plus ${pointers} bytes of alias pointer`);
   t.is(total.puts, 0);
 });

@@ -300,6 +300,19 @@ fuseTest('mount --force replaces a live mount: the new daemon serves, unmount st
   await waitFor(() => !pidAlive(m.pid), 15_000, 'the new daemon to exit');
 });
 
+fuseTest('mount --force stops the daemon of the mount it replaces', async (t) => {
+  t.timeout(60_000);
+  const root = await tempDir(t);
+  const old = await mount(t, S.home, root, ['--input', 'p=dataset://plain/v1']);
+  const m = await mount(t, S.home, root, ['--input', 'p=dataset://plain/v1', '--force']);
+  // The outside-unmount watcher polls every 2 s and needs two sightings; 15 s is plenty.
+  await waitFor(() => !pidAlive(old.pid), 15_000, `the replaced daemon ${old.pid} to exit`);
+  // Its exit left the new mount alone.
+  t.true(pidAlive(m.pid));
+  t.deepEqual(await hashesUnder(path.join(m.mnt, 'p')), want(S.trees.plain));
+  t.regex(await fs.readFile(old.log, 'utf8'), new RegExp(`${m.mnt} was unmounted from outside`), 'the old daemon says why it left');
+});
+
 // ------------------------------------------------------------------------------------------- ETIMEDOUT
 
 fuseTest('a store that does not answer: a read fails with ETIMEDOUT after the fetch deadline, logged; the mount stays up', async (t) => {

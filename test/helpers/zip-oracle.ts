@@ -2,7 +2,8 @@
  * Expected values for package reads, derived without vhfs's own reader: Python's `zipfile` (an
  * independent zip implementation) reports where the central directory and each member's local header
  * are, and the zip format's fixed sizes (local header 30 bytes + name + extra) give each member's data
- * offset. The read cost of listing a package follows from the reading algorithm docs/vhpkgzip.md
+ * offset; the chunk hash table member is told apart by its documented name. The read cost of listing a
+ * package follows from the reading algorithm docs/vhpkgzip.md
  * ("Reading") promises: one read of the last min(size, 65,535 + 1 + 22 + 20 + 56) bytes, then the central
  * directory in one read unless it lies inside that tail, plus one 56-byte read for a ZIP64 end record
  * that is not right before the ZIP64 locator.
@@ -17,9 +18,14 @@ export interface ZipLayout {
   eocdOffset: number;
   /** Offset of the ZIP64 end-of-central-directory record, when there is one. */
   zip64EndOffset?: number;
-  /** Member path → offset of its first data byte and its size, in central-directory order. */
+  /** The user's files: path, offset of the first data byte, size, in central-directory order. */
   members: Array<{ path: string; offset: number; size: number }>;
+  /** The chunk hash table member (docs/vhpkgzip.md: `.vhpkgzip/chunk-hashes`, last), when the part has one. */
+  chunkTable?: { offset: number; size: number };
 }
+
+/** Name of the member that holds a part's chunk hash table (docs/vhpkgzip.md). */
+export const CHUNK_TABLE_MEMBER = '.vhpkgzip/chunk-hashes';
 
 const PY_LAYOUT = String.raw`
 import json, struct, sys, zipfile
@@ -50,10 +56,13 @@ export function zipLayout(file: string): Promise<ZipLayout> {
     execFile('python3', ['-c', PY_LAYOUT, file], { maxBuffer: 1 << 30 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`python3 zipfile on ${file}: ${stderr.trim() || err.message}`));
       const raw = JSON.parse(stdout) as Omit<ZipLayout, 'members' | 'zip64EndOffset'> & { zip64EndOffset: number | null; members: Array<[string, number, number]> };
+      const all = raw.members.map(([path, offset, size]) => ({ path, offset, size }));
+      const table = all.find((m) => m.path === CHUNK_TABLE_MEMBER);
       resolve({
         size: raw.size, cdOffset: raw.cdOffset, cdSize: raw.cdSize, eocdOffset: raw.eocdOffset,
         ...(raw.zip64EndOffset !== null ? { zip64EndOffset: raw.zip64EndOffset } : {}),
-        members: raw.members.map(([path, offset, size]) => ({ path, offset, size })),
+        members: all.filter((m) => m !== table),
+        ...(table ? { chunkTable: { offset: table.offset, size: table.size } } : {}),
       });
     });
   });
