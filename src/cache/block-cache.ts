@@ -21,7 +21,7 @@
  *  - a chunk table (vhfs packages, large blobs): each fetched block is checked chunk by chunk (CRC-32 per
  *    64 KiB); the table itself is read once per source, lazily;
  *  - a member CRC-32 (zip packages): an extent is checked against its member's CRC; with no chunk table,
- *    a read that delivers a whole member from blocks is checked the same way before it is delivered;
+ *    a member read from blocks is checked whole (up to 64 MiB) before any part of it is delivered;
  *  - a whole-object SHA-256 (a content-addressed blob): checked when the blob is fetched whole.
  * A mismatch is INTEGRITY, naming the object and range; the data is never cached. What cannot be checked
  * (a local file, the middle of a large member of a package written by another tool) is served as read:
@@ -62,6 +62,11 @@ export interface BlockCacheOptions {
   blockSize?: number;
   memoryBytes?: number;
   disk?: BlockDisk;
+  /**
+   * Use the disk tier for sources in local directory stores too (default false: reading a local store
+   * again costs what reading the disk tier would).
+   */
+  diskForLocal?: boolean;
   fetchTimeoutMs?: number;
   /** Largest readahead window in bytes (0: none). Independent of the block size. */
   readaheadBytes?: number;
@@ -93,6 +98,13 @@ export interface BlockCacheStats {
   integrityFailures: number;
 }
 
+/**
+ * Members up to this size, in packages without a chunk table, are checked whole against their CRC-32 before
+ * any part is served; larger ones are served unchecked (fetching gigabytes before the first byte is no way
+ * to serve a file), which docs/SEMANTICS.md says.
+ */
+const MEMBER_CHECK_MAX = 64 * 1024 * 1024;
+
 /** Per source (one ObjectRef object of an index): its cache key prefix, access pattern and chunk table. */
 interface SourceState {
   id: string;
@@ -103,6 +115,8 @@ interface SourceState {
   window: number;
   aheadUntil: number;
   table?: Promise<ChunkTable | undefined>;
+  /** Starts of members checked whole against their CRC-32 (sources without a chunk table). */
+  checkedMembers: Set<number>;
 }
 
 export class BlockCache {
@@ -119,6 +133,7 @@ export class BlockCache {
   private readonly states = new WeakMap<ObjectRef, SourceState>();
   private readonly queues = new Map<string, FetchQueue>();
   private readonly disk?: BlockDisk;
+  private readonly diskForLocal: boolean;
   private readonly fetchTimeoutMs: number;
   private readonly maxReadahead: number;
   private readonly runBlocks: number;
@@ -136,6 +151,7 @@ export class BlockCache {
     }
     this.memory = new MemoryTier(Math.max(opts.memoryBytes ?? DEFAULTS.memoryBytes, this.blockSize * 4));
     this.disk = opts.disk;
+    this.diskForLocal = opts.diskForLocal ?? false;
     this.fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs;
     this.maxReadahead = Math.floor((opts.readaheadBytes ?? DEFAULTS.readaheadBytes) / this.blockSize);
     this.runBlocks = Math.max(1, Math.floor((opts.runBytes ?? 2 * 1024 * 1024) / this.blockSize));
@@ -167,10 +183,17 @@ export class BlockCache {
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
     for (let b = first; b <= last; b++) if (!this.memory.has(blockKey(st, b))) return -1;
+    if (file && this.memberUnchecked(source, st, file)) {
+      const mFirst = Math.floor(file.start / bs);
+      const mLast = Math.floor((file.start + file.size - 1) / bs);
+      for (let b = mFirst; b <= mLast; b++) if (!this.memory.has(blockKey(st, b))) return -1;
+      const memberBlocks: Buffer[] = [];
+      for (let b = mFirst; b <= mLast; b++) memberBlocks.push(this.memory.get(blockKey(st, b))!);
+      if (!this.checkMember(st, file, mFirst, memberBlocks)) return -1; // read() fetches again, and reports
+    }
     const blocks: Buffer[] = [];
     for (let b = first; b <= last; b++) blocks.push(this.memory.get(blockKey(st, b))!);
-    const n = this.copyOut(source, st, blocks, first, offset, end, dst, file);
-    if (n < 0) return -1;
+    const n = this.copyOut(st, blocks, first, offset, end, dst);
     this.stats.memoryHits++;
     this.noteAccess(source, st, offset, end);
     return n;
@@ -191,11 +214,24 @@ export class BlockCache {
         return n;
       }
       const bs = this.blockSize;
-      const first = Math.floor(offset / bs);
-      const last = Math.floor((end - 1) / bs);
+      let first = Math.floor(offset / bs);
+      let last = Math.floor((end - 1) / bs);
+      // A member that only its CRC-32 can vouch for is checked whole before any part of it is served.
+      const whole = file !== undefined && this.memberUnchecked(source, st, file);
+      if (whole) {
+        first = Math.min(first, Math.floor(file.start / bs));
+        last = Math.max(last, Math.floor((file.start + file.size - 1) / bs));
+      }
       const blocks = await this.getBlocks(source, st, first, last, Priority.Reader);
-      const n = this.copyOut(source, st, blocks, first, offset, end, dst, file);
-      if (n < 0) throw this.mismatch(source, file!.start, file!.start + file!.size, 'its CRC-32');
+      if (whole && this.memberUnchecked(source, st, file)) {
+        const mFirst = Math.floor(file.start / bs);
+        const mLast = Math.floor((file.start + file.size - 1) / bs);
+        if (!this.checkMember(st, file, mFirst, blocks.slice(mFirst - first, mLast - first + 1))) {
+          throw this.mismatch(source, file.start, file.start + file.size, 'its CRC-32');
+        }
+      }
+      const from = Math.floor(offset / bs);
+      const n = this.copyOut(st, blocks.slice(from - first, Math.floor((end - 1) / bs) - first + 1), from, offset, end, dst);
       this.noteAccess(source, st, offset, end);
       return n;
     });
@@ -216,44 +252,48 @@ export class BlockCache {
 
   // ---------------------------------------------------------------------------------------- serving
 
-  /**
-   * Copy [offset, end) out of `blocks` (starting at block `first`) into `dst` and account the delivery.
-   * When the read delivers a whole member whose CRC-32 is known and the source has no chunk table (so the
-   * blocks were not checked when fetched), the member is checked first; -1 on a mismatch.
-   */
-  private copyOut(source: ObjectRef, st: SourceState, blocks: Buffer[], first: number, offset: number, end: number, dst: Buffer, file?: FileExtent): number {
+  /** Copy [offset, end) out of `blocks` (starting at block `first`) into `dst` and account the delivery. */
+  private copyOut(st: SourceState, blocks: Buffer[], first: number, offset: number, end: number, dst: Buffer): number {
     const bs = this.blockSize;
     const last = first + blocks.length - 1;
-    const checkMember = file !== undefined && file.crc32 !== undefined && source.integrity?.memberCrc32 === true
-      && source.integrity.chunkTable === undefined && offset <= file.start && end >= file.start + file.size;
-    let crc = 0;
     let copied = 0;
-    for (let b = first; b <= last; b++) {
-      const block = blocks[b - first];
-      const from = b === first ? offset - b * bs : 0;
-      const to = b === last ? end - b * bs : block.length;
-      if (checkMember) {
-        const mFrom = Math.max(from, file.start - b * bs);
-        const mTo = Math.min(to, file.start + file.size - b * bs);
-        if (mTo > mFrom) crc = crc32(block.subarray(mFrom, mTo), crc);
-      }
-      copied += block.copy(dst, copied, from, to);
-    }
-    if (checkMember) {
-      if (crc !== file.crc32) {
-        // Unchecked blocks hold the bad bytes somewhere: drop them all, so a retry fetches them again.
-        for (let b = first; b <= last; b++) this.memory.delete(blockKey(st, b));
-        this.stats.integrityFailures++;
-        return -1;
-      }
-      this.stats.verifiedBytes += file.size;
-    }
     for (let b = first; b <= last; b++) {
       const from = b === first ? offset - b * bs : 0;
       const to = b === last ? end - b * bs : blocks[b - first].length;
+      copied += blocks[b - first].copy(dst, copied, from, to);
       this.memory.deliver(blockKey(st, b), to - from);
     }
     return copied;
+  }
+
+  /**
+   * Whether `file` is a member that must be checked whole against its CRC-32 before it is served from
+   * blocks: its source has member CRCs but no chunk table (so its blocks were not checked when fetched),
+   * it is small enough to check whole, and it has not been checked yet.
+   */
+  private memberUnchecked(source: ObjectRef, st: SourceState, file: FileExtent): boolean {
+    return file.crc32 !== undefined && file.size > 0 && file.size <= MEMBER_CHECK_MAX && source.integrity?.memberCrc32 === true
+      && source.integrity.chunkTable === undefined && !st.checkedMembers.has(file.start);
+  }
+
+  /** Check a whole member held in `blocks` (from block `first`); a mismatch drops the blocks so a retry refetches them. */
+  private checkMember(st: SourceState, file: FileExtent, first: number, blocks: Buffer[]): boolean {
+    const bs = this.blockSize;
+    let crc = 0;
+    blocks.forEach((block, k) => {
+      const at = (first + k) * bs;
+      crc = crc32(block.subarray(Math.max(0, file.start - at), Math.min(block.length, file.start + file.size - at)), crc);
+    });
+    if (crc !== file.crc32) {
+      for (let k = 0; k < blocks.length; k++) this.memory.delete(blockKey(st, first + k));
+      this.stats.integrityFailures++;
+      return false;
+    }
+    // Forgetting which members were checked only costs checking them again.
+    if (st.checkedMembers.size >= 100_000) st.checkedMembers.clear();
+    st.checkedMembers.add(file.start);
+    this.stats.verifiedBytes += file.size;
+    return true;
   }
 
   private isSequential(st: SourceState, start: number): boolean {
@@ -375,9 +415,10 @@ export class BlockCache {
 
   private async loadRun(source: ObjectRef, st: SourceState, first: number, last: number): Promise<Buffer[]> {
     const bs = this.blockSize;
-    if (this.disk) {
+    const disk = this.disk && (this.diskForLocal || !this.storeOf(source).url.startsWith('file:')) ? this.disk : undefined;
+    if (disk) {
       const fromDisk = await Promise.all(
-        Array.from({ length: last - first + 1 }, (_, k) => this.disk!.get(st.id, bs, first + k).catch(() => undefined)),
+        Array.from({ length: last - first + 1 }, (_, k) => disk.get(st.id, bs, first + k).catch(() => undefined)),
       );
       if (fromDisk.every((b) => b !== undefined)) {
         // The disk tier is trusted no more than the store: blocks are checked again as they come back.
@@ -396,8 +437,7 @@ export class BlockCache {
     const blocks: Buffer[] = [];
     for (let b = first; b <= last; b++) blocks.push(data.subarray((b - first) * bs, Math.min((b - first + 1) * bs, data.length)));
     await this.checkBlocks(source, st, first, blocks);
-    if (this.disk) {
-      const disk = this.disk;
+    if (disk) {
       blocks.forEach((buf, k) => {
         disk.put(st.id, bs, first + k, buf).catch((err: unknown) => this.warn(`block cache: could not write block ${first + k} of ${source.key} to disk: ${String(err)}`));
       });
@@ -434,7 +474,7 @@ export class BlockCache {
   private state(source: ObjectRef): SourceState {
     let st = this.states.get(source);
     if (!st) {
-      st = { id: `${source.store ?? this.store.url}/${source.key}`, lastEnd: -1, lastBlock: -1, window: 0, aheadUntil: -1 };
+      st = { id: `${source.store ?? this.store.url}/${source.key}`, lastEnd: -1, lastBlock: -1, window: 0, aheadUntil: -1, checkedMembers: new Set() };
       this.states.set(source, st);
     }
     return st;

@@ -80,7 +80,7 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
     statsFile: o.statsFile,
     start: async () => {
       const mount = await mountInputs({
-        mountpoint: paths.inputs, configDir: paths.config, specs, catalog, cacheDir: ctx.cacheDir,
+        mountpoint: paths.inputs, configDir: paths.config, specs, catalog, cacheDir: ctx.cacheDir, settings: ctx.storeSettings,
         blockSize: o.blockSize, memoryBytes: o.memory, readaheadBytes: o.readahead, fetchTimeoutMs: o.fetchTimeout,
         ...(o.diskCache !== undefined ? { diskCache: o.diskCache } : {}),
         force: Boolean(o.force), log,
