@@ -81,6 +81,11 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
   /** Release connections and cached handles; the store is not used afterwards. */
   close?(): Promise<void>;
+  /**
+   * Load now what the first request would (an SDK, a client with its credentials), so that the first real
+   * request does not pay for it: a mount calls it while the kernel mount is still being made.
+   */
+  warmUp?(): void;
 }
 
 /**
