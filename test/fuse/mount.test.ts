@@ -585,7 +585,7 @@ fuseTest('6d: a mount detached from outside (fusermount -uz) makes the daemon ex
 });
 
 fuseTest('6c: mount --foreground exits 0 on SIGTERM with the mount gone', async (t) => {
-  t.timeout(60_000);
+  t.timeout(120_000);
   const root = await tempDir(t);
   const child = spawn(process.execPath, [
     path.join(path.dirname(new URL(import.meta.url).pathname), '../../../bin/vhfs.js'),
@@ -599,7 +599,9 @@ fuseTest('6c: mount --foreground exits 0 on SIGTERM with the mount gone', async 
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })));
-  await waitFor(() => /"pid"/.test(stdout) && stdout.trim().endsWith('}'), 20_000, `ready output (stderr: ${stderr})`);
+  // The same readiness deadline as every daemonized mount in these tests (helpers.ts mount: 60 s): a loaded
+  // 2-core CI machine can take 20 s to start a Node process and mount.
+  await waitFor(() => /"pid"/.test(stdout) && stdout.trim().endsWith('}'), 60_000, `ready output (stderr: ${stderr})`);
   const ready = JSON.parse(stdout) as { mountpoint: string; pid: number };
   t.is(ready.mountpoint, mnt);
   t.is(ready.pid, child.pid ?? -1);
