@@ -3,8 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { BlockCache } from '../../src/cache/block-cache.js';
+import { BlockCache, type BlockDisk } from '../../src/cache/block-cache.js';
 import { LocalBlockDisk } from '../../src/cache/disk-blocks.js';
+import { FaultyStore } from '../../src/store/faulty.js';
+import type { ObjectStore } from '../../src/store/types.js';
 import { MemoryStore } from '../helpers/memory-store.js';
 import { isVhfsError } from '../../src/util/errors.js';
 
@@ -37,15 +39,17 @@ test('reads at every alignment return the right bytes, and repeats are memory hi
 });
 
 test('concurrent readers of one missing block cause one fetch', async (t) => {
-  const { store, data, source } = await setup();
-  store.delayMs = 30;
+  const { store: mem, data, source } = await setup();
+  const store = new FaultyStore(mem, { delayMs: 30 });
   const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0 });
   const bufs = Array.from({ length: 20 }, () => Buffer.alloc(100));
+  // All 20 ranges lie in block 2: the first read fetches it, the other 19 wait on that fetch.
   const results = await Promise.all(bufs.map((b, i) => cache.read(source, BS * 2 + i * 10, 100, b)));
   t.deepEqual(results, Array(20).fill(100));
   bufs.forEach((b, i) => t.true(b.equals(data.subarray(BS * 2 + i * 10, BS * 2 + i * 10 + 100))));
-  t.is(store.stats.gets, 1);
-  t.true(cache.stats.waits >= 19);
+  t.deepEqual(mem.ranges, [['obj', BS * 2, BS]]);
+  t.is(cache.stats.waits, 19);
+  t.is(cache.stats.storeFetches, 1);
 });
 
 test('missing contiguous blocks are fetched with one ranged GET', async (t) => {
@@ -57,10 +61,25 @@ test('missing contiguous blocks are fetched with one ranged GET', async (t) => {
 
 test('sequential reads trigger readahead, random reads do not', async (t) => {
   const { store, source } = await setup(BS * 64);
-  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 8 * BS });
+  const window = 8;
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: window * BS });
   const dst = Buffer.alloc(BS);
   for (let b = 0; b < 32; b++) await cache.read(source, b * BS, BS, dst);
-  t.true(cache.stats.readaheadBlocks > 0);
+  // Only blocks 0 and 1 are fetched on demand (the second read is what reveals a sequence); from then on
+  // the readahead stays ahead of the reader, fetching every block once, in batches, never more than
+  // one window past the last block read.
+  const ranges = [...store.ranges].sort((a, b) => a[1] - b[1]);
+  t.deepEqual(ranges.slice(0, 2), [['obj', 0, BS], ['obj', BS, BS]], 'demand fetches');
+  let end = 0;
+  for (const [, offset, length] of ranges) {
+    t.is(offset, end, `ranges are disjoint and contiguous: ${JSON.stringify(ranges)}`);
+    t.is(length % BS, 0);
+    end = offset + length;
+  }
+  const fetched = end / BS;
+  t.true(fetched >= 32 && fetched <= 32 + window, `fetched blocks 0..${fetched - 1}`);
+  t.is(cache.stats.readaheadBlocks, fetched - 2, 'every block after the first two came from readahead');
+  t.is(cache.stats.storeBlocks, fetched);
   t.true(store.stats.gets < 16, `sequential pass used ${store.stats.gets} GETs for 32 blocks`);
 
   const { store: s2, source: src2 } = await setup(BS * 64);
@@ -71,32 +90,61 @@ test('sequential reads trigger readahead, random reads do not', async (t) => {
 });
 
 test('a store failure rejects the read with the store error and a retry succeeds', async (t) => {
-  const { store, data, source } = await setup();
+  const { store: mem, data, source } = await setup();
+  const store = new FaultyStore(mem, { fail: [{ op: 'getRange', nth: 1 }] });
   const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0 });
-  store.failNext = 1;
   const err = await t.throwsAsync(cache.read(source, 0, 10, Buffer.alloc(10)));
   t.true(isVhfsError(err, 'STORE'));
+  t.is(err!.message, 'mem://test: injected failure of getRange #1 (obj)');
   const dst = Buffer.alloc(10);
   t.is(await cache.read(source, 0, 10, dst), 10);
   t.true(dst.equals(data.subarray(0, 10)));
 });
 
-test('a slow store hits the deadline with a TIMEOUT error naming the object and range', async (t) => {
-  const { store, source } = await setup();
-  store.delayMs = 2000;
-  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, fetchTimeoutMs: 100 });
+test('a store that does not answer hits the deadline with a TIMEOUT error naming the object and range', async (t) => {
+  const { store: mem, source } = await setup();
+  // An hour: only the deadline (which aborts the call) can end this read.
+  const cache = new BlockCache({ store: new FaultyStore(mem, { delayMs: 3_600_000 }), blockSize: BS, readaheadBytes: 0, fetchTimeoutMs: 100 });
   const err = await t.throwsAsync(cache.read(source, BS, 10, Buffer.alloc(10)));
   t.true(isVhfsError(err, 'TIMEOUT'), String(err));
-  t.regex(err!.message, /mem:\/\/test\/obj: no answer for bytes 4096-4105 within 100 ms/);
+  t.is(err!.message, 'mem://test/obj: no answer for bytes 4096-4105 within 100 ms');
+  t.deepEqual(mem.ranges, [], 'the aborted call never reached the store');
+});
+
+/** A store whose ranged reads never settle and ignore their AbortSignal (a hung NFS read, a FIFO). */
+class DeafStore extends MemoryStore {
+  override getRange(): Promise<Buffer> {
+    return new Promise<Buffer>(() => {});
+  }
+}
+
+test('the fetch deadline holds even when the store ignores the abort signal', async (t) => {
+  const { source } = await setup();
+  const deaf = new DeafStore();
+  const cache = new BlockCache({ store: deaf as ObjectStore, blockSize: BS, readaheadBytes: 0, fetchTimeoutMs: 100 });
+  const outcome = await Promise.race([
+    cache.read(source, 0, 10, Buffer.alloc(10)).then(() => 'answered', (err: unknown) => (isVhfsError(err, 'TIMEOUT') ? 'TIMEOUT' : String(err))),
+    // Ten times the deadline: the cache must have given up long before.
+    new Promise<string>((r) => setTimeout(() => r('still waiting after 1 s'), 1000).unref()),
+  ]);
+  t.is(outcome, 'TIMEOUT');
 });
 
 test('the disk tier serves blocks to a new cache without touching the store', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vhfs-blocks-'));
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
   const { store, data, source } = await setup();
-  const first = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: new LocalBlockDisk(dir) });
+  // Disk writes are fire-and-forget: wait for exactly those the first cache started.
+  const writes: Array<Promise<void>> = [];
+  const disk = new LocalBlockDisk(dir);
+  const tracked: BlockDisk = {
+    get: (s, bs, b) => disk.get(s, bs, b),
+    put: (s, bs, b, data) => { const p = disk.put(s, bs, b, data); writes.push(p); return p; },
+  };
+  const first = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: tracked });
   await first.read(source, 0, source.size, Buffer.alloc(source.size));
-  await new Promise((r) => setTimeout(r, 100)); // disk writes are fire-and-forget
+  t.is(writes.length, 11, 'one disk write per block');
+  await Promise.all(writes);
   const gets = store.stats.gets;
   const second = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: new LocalBlockDisk(dir) });
   const dst = Buffer.alloc(source.size);
@@ -110,6 +158,8 @@ test('memory stays within its budget', async (t) => {
   const { store, source } = await setup(BS * 64);
   const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, memoryBytes: BS * 8 });
   for (let b = 0; b < 64; b++) await cache.read(source, b * BS, BS, Buffer.alloc(BS));
-  t.true(cache.memoryBytes <= BS * 8);
+  // Every block was delivered whole, so all of it is "spent" (the kernel keeps its own copy), and spent
+  // data is kept in a quarter of the budget at most (src/cache/memory.ts).
+  t.is(cache.memoryBytes, (BS * 8) / 4, 'a quarter of the budget, and not a byte over');
   t.throws(() => new BlockCache({ store, blockSize: 5000 }), { message: /power of two/ });
 });

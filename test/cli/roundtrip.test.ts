@@ -1,9 +1,13 @@
 /**
  * Issue 2, "round trip": 10,000 small files (0–8 KiB, random bytes, nested dirs, unicode names) →
  * `vhfs dataset create ds/v1 DIR --package --alias latest` → `ls -R` lists exactly those paths →
- * `cat` (2,000 paths per call, and single files) reproduces every byte. With `--stats`: a full cat pass
- * reads about the package once, an `ls` reads only the package tail + central directory (as reported by
- * `package inspect --json`), and a second `ls` reads nothing (the index is persisted under cache/indexes).
+ * `cat` (2,000 paths per call, and single files) reproduces every byte. With `--stats`: an `ls` reads exactly
+ * the package tail + central directory, a second `ls` reads nothing (the index is persisted under
+ * cache/indexes), and a full cat pass reads exactly the blocks its files lie in (plus each call's first
+ * file, fetched on its own).
+ *
+ * Expected read counts never come from vhfs itself: the package's layout is read with Python's zipfile
+ * and the read algorithm is the one docs/vhpkgzip.md documents (test/helpers/zip-oracle.ts).
  *
  * VHFS_CLI_FILES overrides the file count (default 10,000) for quick local runs.
  */
@@ -13,10 +17,13 @@ import path from 'node:path';
 import {
   Cli, chunks, compare, concatHash, makeTree, mapLimit, sha256, storedPackages, tempBase, type StoreStats, type TreeFile,
 } from './helpers.js';
+import { blockSpan, listingCost, zipLayout } from '../helpers/zip-oracle.js';
+import { knownBug } from '../helpers/known-bug.js';
 
 const COUNT = Number(process.env.VHFS_CLI_FILES ?? 10_000);
 const BATCH = 2_000;
-const BLOCK = 1 << 20; // the block cache's block size: reads come in whole blocks
+/** The block size `cat` is told to read with (`--block-size`). */
+const BLOCK = 256 * 1024;
 
 interface Fixture {
   root: string;
@@ -67,12 +74,10 @@ test.serial('dataset create --package reports every file and one package', (t) =
 test.serial('ls -R lists exactly the files; it reads only tail + central directory, and nothing the second time', async (t) => {
   t.timeout(120_000);
   const { cli, files } = fx();
-  const inspect = await cli.json<Array<{ package: string; size: number; entries: number; centralDirectoryReads: number; bytesRead: number }>>(
-    'package', 'inspect', 'dataset://ds/v1');
-  t.is(inspect.length, 1);
-  t.is(inspect[0].entries, COUNT);
   const [stored] = await storedPackages(cli.storeDir, 'ds', 'v1');
-  t.is(inspect[0].size, (await fs.stat(stored.file)).size);
+  const layout = await zipLayout(stored.file);
+  t.is(layout.members.length, COUNT, 'Python\'s zipfile sees every file');
+  const cost = listingCost(layout);
 
   await fs.rm(path.join(cli.home, 'cache', 'indexes'), { recursive: true, force: true });
   const first = await cli.stats('--quiet', 'ls', '-R', 'dataset://ds/v1');
@@ -81,20 +86,24 @@ test.serial('ls -R lists exactly the files; it reads only tail + central directo
   t.deepEqual([...listed].sort(compare), files.map((f) => f.path), 'ls -R must list exactly the source paths');
   t.is(new Set(listed).size, COUNT);
 
-  // Only the tail and central directory: what `package inspect` reports for reading the listing.
-  t.true(first.stats.gets <= inspect[0].centralDirectoryReads, `ls made ${first.stats.gets} GETs, inspect ${inspect[0].centralDirectoryReads}`);
-  t.true(first.stats.bytesRead <= inspect[0].bytesRead, `ls read ${first.stats.bytesRead} bytes, listing costs ${inspect[0].bytesRead}`);
-  t.true(first.stats.bytesRead < inspect[0].size / 10, `ls read ${first.stats.bytesRead} of a ${inspect[0].size}-byte package`);
+  // Exactly the tail and the central directory, as docs/vhpkgzip.md's reading algorithm says.
+  t.is(first.stats.gets, cost.reads, `ls made ${first.stats.gets} GETs; the tail + central directory take ${cost.reads}`);
+  t.is(first.stats.bytesRead, cost.bytes, `ls read ${first.stats.bytesRead} bytes of a ${layout.size}-byte package; tail + central directory are ${cost.bytes}`);
   t.is(first.stats.puts, 0);
   // With --quiet, stderr holds only the stats line: no runtime warnings (e.g. a store file handle left
   // for the garbage collector to close, "Closing file descriptor N on garbage collection").
   t.deepEqual(first.result.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('store stats: ')), [], 'stderr of ls --quiet --stats');
-  t.true((await fs.readdir(path.join(cli.home, 'cache', 'indexes'))).length > 0, 'ls persists the index');
+  t.is((await fs.readdir(path.join(cli.home, 'cache', 'indexes'))).length, 1, 'ls persists the index');
 
   const second = await cli.stats('--quiet', 'ls', '-R', 'dataset://ds/v1');
   t.is(second.result.out, first.result.out);
   t.is(second.stats.bytesRead, 0, 'the second ls must load the persisted index, not the package');
   t.is(second.stats.gets, 0);
+
+  // package inspect reports the same layout and cost.
+  const inspect = await cli.json<Array<{ size: number; entries: number; centralDirectoryReads: number; bytesRead: number }>>(
+    'package', 'inspect', 'dataset://ds/v1');
+  t.deepEqual(inspect.map((r) => [r.size, r.entries, r.centralDirectoryReads, r.bytesRead]), [[stored.size, COUNT, cost.reads, cost.bytes]]);
 
   // --json and -l describe the same files with their sizes.
   const rows = await cli.json<Array<{ path: string; type: string; size: number }>>('ls', '-R', 'dataset://ds/latest');
@@ -107,16 +116,20 @@ test.serial('ls -R lists exactly the files; it reads only tail + central directo
   t.deepEqual([...top].sort(compare), expectedTop);
 });
 
-test.serial('cat of every file, 2,000 paths per call, is byte-identical and reads about the package once', async (t) => {
+test.serial('cat of every file, 2,000 paths per call, is byte-identical and reads exactly the blocks its files lie in', async (t) => {
   t.timeout(300_000);
   const { cli, files, src } = fx();
-  const [inspect] = await cli.json<Array<{ size: number; bytesRead: number; members: Array<{ path: string; offset: number; size: number }> }>>(
-    'package', 'inspect', 'dataset://ds/v1', '--entries');
-  const member = new Map(inspect.members.map((m) => [m.path, m]));
+  const [stored] = await storedPackages(cli.storeDir, 'ds', 'v1');
+  const layout = await zipLayout(stored.file);
+  // What `cat dataset://ds/latest` reads besides file data: the alias pointer (docs/DESIGN.md: an alias is
+  // read from the store, as it may move). One cat first, so that the index `cat` resolves with is persisted
+  // and the measured calls read no package tail.
+  const alias = (await fs.stat(path.join(cli.storeDir, 'aliases', 'datasets', 'ds', 'latest.json'))).size;
+  await cli.ok('--quiet', 'cat', '--block-size', '256K', 'dataset://ds/latest', files[0].path);
   const batches = chunks(files.map((f) => f.path), BATCH);
   const at = Date.now();
   const results = await mapLimit(batches, 2, async (paths) => {
-    const r = await cli.stats('--quiet', 'cat', 'dataset://ds/latest', ...paths);
+    const r = await cli.stats('--quiet', 'cat', '--block-size', '256K', 'dataset://ds/latest', ...paths);
     const want = await concatHash(src, paths);
     return { paths, got: { sha256: sha256(r.result.stdout), size: r.result.stdout.length }, want, stats: r.stats };
   });
@@ -129,30 +142,43 @@ test.serial('cat of every file, 2,000 paths per call, is byte-identical and read
     gets: s.gets + r.stats.gets, bytesRead: s.bytesRead + r.stats.bytesRead, puts: s.puts + r.stats.puts,
     bytesWritten: s.bytesWritten + r.stats.bytesWritten, heads: s.heads + r.stats.heads, lists: s.lists + r.stats.lists,
   }), { gets: 0, bytesRead: 0, puts: 0, bytesWritten: 0, heads: 0, lists: 0 });
-  // What the calls must read at least: the whole blocks their files' data touch (a block straddling two
-  // batches is read by both).
-  let touched = 0;
+  // Each call starts with an empty cache (src/cache/block-cache.ts): its first file, read at random, is
+  // fetched as exactly its own bytes (an extent, checked by its CRC-32); the files after it are read in
+  // order, so through whole blocks: every block their data touch, and readahead no further than the last
+  // block the call needs (a block straddling two batches is read by both). Blocks are checked against the
+  // part's chunk hash table, read once per call (docs/vhpkgzip.md, "Chunk hash table").
+  t.truthy(layout.chunkTable, 'the package has a chunk hash table');
+  const table = layout.chunkTable?.size ?? 0;
+  let least = 0;
+  let most = 0;
+  const sizeOf = new Map(files.map((f) => [f.path, f.size]));
   for (const paths of batches) {
-    const blocks = new Set<number>();
-    for (const p of paths) {
-      const m = member.get(p)!;
-      if (m.size === 0) continue;
-      for (let b = Math.floor(m.offset / BLOCK); b <= Math.floor((m.offset + m.size - 1) / BLOCK); b++) blocks.add(b);
-    }
-    for (const b of blocks) touched += Math.min(BLOCK, inspect.size - b * BLOCK);
+    const first = paths.findIndex((p) => sizeOf.get(p)! > 0);
+    const extent = sizeOf.get(paths[first])!;
+    least += extent + table + blockSpan(layout, paths.slice(first + 1), BLOCK).touched;
+    most += extent + table + blockSpan(layout, paths, BLOCK).span;
   }
-  // Budget (issue 2: "≤ package size + small slack"): the package once, its listing once (the first call
-  // may have to read it), and per call at most two more blocks (the one straddling the batch boundary
-  // and one of readahead past the last file).
-  const budget = inspect.size + inspect.bytesRead + batches.length * 2 * BLOCK;
-  t.log(`cat of ${files.length} files in ${batches.length} calls: ${total.gets} GETs, ${total.bytesRead} bytes read; package ${inspect.size} bytes; ` +
-    `blocks touched ${touched}; budget ${budget}; ${fx().timings.cat} ms`);
-  t.true(total.bytesRead >= files.reduce((n, f) => n + f.size, 0), 'cannot have read less than the data');
-  t.true(total.bytesRead <= budget,
-    `read ${total.bytesRead} bytes for a ${inspect.size}-byte package (budget ${budget}; the calls' files lie in ${touched} bytes of blocks, ` +
-    `so ${total.bytesRead - touched - inspect.bytesRead} bytes were read ahead past what any call needed)`);
+  const pointers = batches.length * alias;
+  t.log(`cat of ${files.length} files in ${batches.length} calls: ${total.gets} GETs, ${total.bytesRead} bytes read; package ${layout.size} bytes; ` +
+    `expected ${least}–${most} bytes of package data; ${fx().timings.cat} ms`);
+  t.true(total.bytesRead >= least + pointers && total.bytesRead <= most + pointers,
+    `read ${total.bytesRead} bytes; the calls need ${least} bytes of package data (first file of each as an extent, the chunk table, then whole ${BLOCK}-byte blocks), ` +
+    `${most} with readahead up to each call's last block, plus ${pointers} bytes of alias pointer`);
   t.is(total.puts, 0);
 });
+
+knownBug(test, 'cat after ls of the same version reads no package tail (one persisted index per resolved version)',
+  'the persisted index is keyed by keep-directories too, which never changes a version\'s layout, so `cat` (full) and `ls`/mounts (none) each re-read the tail', async (t) => {
+    const { cli, files } = fx();
+    await fs.rm(path.join(cli.home, 'cache', 'indexes'), { recursive: true, force: true });
+    await cli.ok('--quiet', 'ls', 'dataset://ds/v1');
+    const [stored] = await storedPackages(cli.storeDir, 'ds', 'v1');
+    const layout = await zipLayout(stored.file);
+    const small = files.find((f) => f.size > 0)!;
+    const cat = await cli.stats('--quiet', 'cat', 'dataset://ds/v1', small.path);
+    // A single small file read at random is fetched as exactly its own bytes: nothing else may be read.
+    t.is(cat.stats.bytesRead, small.size, `read ${cat.stats.bytesRead} bytes for a ${small.size}-byte file of a ${layout.size}-byte package`);
+  });
 
 test.serial('cat of single files, one per call, is byte-identical (spot checks, incl. empty and unicode names)', async (t) => {
   t.timeout(120_000);

@@ -25,6 +25,25 @@ export interface BigDataset {
   files: number;
   dirs: number;
   packageBytes: number;
+  /** The package's blob in the directory store. */
+  packageFile: string;
+}
+
+const POOL = Buffer.alloc(64 * 1024);
+for (let i = 0; i < POOL.length; i++) POOL[i] = (i * 2654435761) >>> 24;
+
+/**
+ * The generator: file number `n` (0-based, in path order) of a big dataset with `perDir` files per
+ * directory. Tests re-derive expected paths and bytes from it, never from what vhfs reports.
+ */
+export function bigFile(n: number, perDir: number): { path: string; body: Buffer } {
+  const d = Math.floor(n / perDir);
+  const f = n % perDir;
+  const size = (n * 7919) % 65;
+  return {
+    path: `d${String(d).padStart(4, '0')}/f${String(f).padStart(4, '0')}.bin`,
+    body: Buffer.from(POOL.subarray(n % 60000, (n % 60000) + size)),
+  };
 }
 
 /** `dataset://<name>/<version>` with `dirs` × `perDir` files of 0–64 bytes, in one package. */
@@ -36,22 +55,18 @@ export async function buildBigDataset(home: string, name: string, version: strin
   try {
     const ctime = new Date();
     const producer = { tool: 'test/fuse/big-fixture' };
-    const pool = Buffer.alloc(64 * 1024);
-    for (let i = 0; i < pool.length; i++) pool[i] = (i * 2654435761) >>> 24;
     const files: VersionFile[] = [];
     const datums: DatumRecord[] = [];
     const bodies: Buffer[] = [];
     for (let d = 0; d < dirs; d++) {
       for (let f = 0; f < perDir; f++) {
         const n = files.length;
-        const size = (n * 7919) % 65;
-        const body = Buffer.from(pool.subarray(n % 60000, (n % 60000) + size));
-        const p = `d${String(d).padStart(4, '0')}/f${String(f).padStart(4, '0')}.bin`;
+        const { path: p, body } = bigFile(n, perDir);
         const digest = hashBuffer(body);
         const id = uuidv7();
-        files.push({ path: p, datumId: id, size, sha256: digest.sha256 });
+        files.push({ path: p, datumId: id, size: body.length, sha256: digest.sha256 });
         datums.push({
-          id, name: p, size, sha256: digest.sha256, ctime: ctime.toISOString(), blobKey: keys.blob(digest.sha256),
+          id, name: p, size: body.length, sha256: digest.sha256, ctime: ctime.toISOString(), blobKey: keys.blob(digest.sha256),
           producer, tags: [], properties: {},
         });
         bodies.push(body);
@@ -75,7 +90,10 @@ export async function buildBigDataset(home: string, name: string, version: strin
       kind: 'dataset', collection: name, version, files, producer, ctime: ctime.toISOString(),
       packages: [{ datumId: rec.id, name: pkgName, size: parts[0].size, entries: parts[0].entries }],
     });
-    return { uri: `dataset://${name}/${version}`, files: files.length, dirs, packageBytes: parts[0].size };
+    return {
+      uri: `dataset://${name}/${version}`, files: files.length, dirs, packageBytes: parts[0].size,
+      packageFile: path.join(home, 'store', ...rec.blobKey.split('/')),
+    };
   } finally {
     catalog.close();
   }

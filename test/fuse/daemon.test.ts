@@ -2,14 +2,13 @@
  * The mount daemon as an operator meets it: what its process shows, what it leaves on disk and with which
  * permissions, and that `vhfs unmount` signals only the daemon its run file recorded.
  */
-import test from 'ava';
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { runFile } from '../../src/fuse/daemon.js';
-import { makeTree, mount, pidAlive, run, tempDir, vhfs, waitFor } from './helpers.js';
+import { fuseTest, makeTree, mount, pidAlive, run, tempDir, vhfs, waitFor } from './helpers.js';
 
-test('the daemon\'s command line carries no input URI; VHFS_HOME is private, what the job reads is not', async (t) => {
+fuseTest('the daemon\'s command line carries no input URI; VHFS_HOME is private, what the job reads is not', async (t) => {
   const dir = await tempDir(t);
   const home = path.join(dir, 'home');
   await makeTree(path.join(dir, 'src'), [{ path: 'a.txt', size: 100 }, { path: 'sub/b.txt', size: 5000 }]);
@@ -32,7 +31,7 @@ test('the daemon\'s command line carries no input URI; VHFS_HOME is private, wha
   t.is((await fs.stat(root)).mode & 0o777, 0o755, 'a job of another uid can reach <root>/inputs');
 });
 
-test('vhfs unmount never signals a process that merely has the pid its run file names', async (t) => {
+fuseTest('vhfs unmount never signals a process that merely has the pid its run file names', async (t) => {
   const dir = await tempDir(t);
   const home = path.join(dir, 'home');
   const root = path.join(dir, 'valohai');
@@ -50,7 +49,7 @@ test('vhfs unmount never signals a process that merely has the pid its run file 
   t.true(pidAlive(bystander.pid!), 'the bystander was signalled');
 });
 
-test('each daemon of a mountpoint logs to its own file; old logs are pruned to five', async (t) => {
+fuseTest('each daemon of a mountpoint logs to its own file; old logs are pruned to five', async (t) => {
   const dir = await tempDir(t);
   const home = path.join(dir, 'home');
   await makeTree(path.join(dir, 'src'), [{ path: 'a.txt', size: 10 }]);

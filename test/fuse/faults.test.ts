@@ -28,7 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { openStore } from '../../src/store/index.js';
-import { makeTree, mount, pidAlive, python, REPO, run, tempDir, vhfs, waitFor, type Mounted, type TreeFile } from './helpers.js';
+import { fuseTest, makeTree, mount, pidAlive, python, REPO, run, tempDir, vhfs, waitFor, type Mounted, type TreeFile } from './helpers.js';
 
 const DEADLINE = ['--fetch-timeout', '2s'];
 /** The longest a cell that must fail at the deadline may take (2 s deadline, plus start-up and load). */
@@ -144,21 +144,21 @@ async function row(t: ExecutionContext, tpl: Template, dir: string, home: string
   t.deepEqual(await cell(t, 'unmount', QUICK_CELL_MS, () => unmount(m)), { code: 0, mounted: false });
 }
 
-test.serial('package missing: EIO through the mount, NOT_FOUND (3) from the CLI', async (t) => {
+fuseTest.serial('package missing: EIO through the mount, NOT_FOUND (3) from the CLI', async (t) => {
   const tpl = await makeTemplate(t);
   const { dir, home, pkg } = await copyHome(t, tpl);
   await fs.rm(pkg);
   await row(t, tpl, dir, home, { ls: { errno: 'EIO' }, cat: { errno: 'EIO' }, vhfsCat: 3, wait: 3, maxMs: QUICK_CELL_MS });
 });
 
-test.serial('package truncated: EIO through the mount, BAD_PACKAGE (5) from the CLI', async (t) => {
+fuseTest.serial('package truncated: EIO through the mount, BAD_PACKAGE (5) from the CLI', async (t) => {
   const tpl = await makeTemplate(t);
   const { dir, home, pkg } = await copyHome(t, tpl);
   await fs.truncate(pkg, Math.floor((await fs.stat(pkg)).size / 2));
   await row(t, tpl, dir, home, { ls: { errno: 'EIO' }, cat: { errno: 'EIO' }, vhfsCat: 5, wait: 5, maxMs: QUICK_CELL_MS });
 });
 
-test.serial('a flipped byte: that member is EIO (never its wrong bytes), the others read right; INTEGRITY (5) from vhfs cat', async (t) => {
+fuseTest.serial('a flipped byte: that member is EIO (never its wrong bytes), the others read right; INTEGRITY (5) from vhfs cat', async (t) => {
   const tpl = await makeTemplate(t);
   const { dir, home, pkg } = await copyHome(t, tpl);
   const member = tpl.members.find((e) => e.path === SMALL)!;
@@ -187,7 +187,7 @@ test.serial('a flipped byte: that member is EIO (never its wrong bytes), the oth
   t.deepEqual(await cell(t, 'unmount', QUICK_CELL_MS, () => unmount(m)), { code: 0, mounted: false });
 });
 
-test.serial('a store that never answers (a hung disk): ETIMEDOUT at the deadline, exit 6, unmount still works', async (t) => {
+fuseTest.serial('a store that never answers (a hung disk): ETIMEDOUT at the deadline, exit 6, unmount still works', async (t) => {
   const tpl = await makeTemplate(t);
   const { dir, home } = await copyHome(t, tpl);
   await slowStore(t, dir, home, 1e9);
@@ -234,21 +234,21 @@ async function slowStore(t: ExecutionContext, dir: string, home: string, delayMs
   });
 }
 
-test.serial('a store slower than the deadline: ETIMEDOUT through the mount, exit 6 from the CLI', async (t) => {
+fuseTest.serial('a store slower than the deadline: ETIMEDOUT through the mount, exit 6 from the CLI', async (t) => {
   const tpl = await makeTemplate(t);
   const { dir, home } = await copyHome(t, tpl);
   await slowStore(t, dir, home, 4000);
   await row(t, tpl, dir, home, { ls: { errno: 'ETIMEDOUT' }, cat: { errno: 'ETIMEDOUT' }, vhfsCat: 6, wait: 6, maxMs: DEADLINE_CELL_MS });
 });
 
-test.serial('a slow store within the deadline: every cell succeeds, just slower', async (t) => {
+fuseTest.serial('a slow store within the deadline: every cell succeeds, just slower', async (t) => {
   const tpl = await makeTemplate(t);
   const { dir, home } = await copyHome(t, tpl);
   await slowStore(t, dir, home, 150);
   await row(t, tpl, dir, home, { ls: 'ok', cat: 'ok', vhfsCat: 0, wait: 0, maxMs: QUICK_CELL_MS * 2 });
 });
 
-test.serial('daemon SIGKILL: ENOTCONN at once; vhfs cat is unaffected; a new mount replaces the stale one; unmount clears it', async (t) => {
+fuseTest.serial('daemon SIGKILL: ENOTCONN at once; vhfs cat is unaffected; a new mount replaces the stale one; unmount clears it', async (t) => {
   const tpl = await makeTemplate(t);
   const { dir, home } = await copyHome(t, tpl);
   const root = path.join(dir, 'root');
@@ -266,7 +266,7 @@ test.serial('daemon SIGKILL: ENOTCONN at once; vhfs cat is unaffected; a new mou
   t.deepEqual(await cell(t, 'unmount', QUICK_CELL_MS, () => unmount(m)), { code: 0, mounted: false });
 });
 
-test.serial('daemon SIGSTOP: readers block only until vhfs unmount, which aborts the connection; a new mount needs --force', async (t) => {
+fuseTest.serial('daemon SIGSTOP: readers block only until vhfs unmount, which aborts the connection; a new mount needs --force', async (t) => {
   const tpl = await makeTemplate(t);
   const { dir, home } = await copyHome(t, tpl);
   const root = path.join(dir, 'root');
@@ -274,9 +274,12 @@ test.serial('daemon SIGSTOP: readers block only until vhfs unmount, which aborts
   t.deepEqual(await ls(m), { ok: 2 });
   process.kill(m.pid, 'SIGSTOP');
   t.teardown(() => { if (pidAlive(m.pid)) { process.kill(m.pid, 'SIGCONT'); process.kill(m.pid, 'SIGKILL'); } });
-  // A reader of a file not yet in the kernel's cache now waits on the stopped daemon.
+  // A reader of a file not yet in the kernel's cache now waits on the stopped daemon: its request shows in
+  // the connection's `waiting` count (fusectl; the connection is the mount's device minor number).
   const blocked = cat(m, OTHER);
-  await new Promise((r) => setTimeout(r, 500));
+  const device = (await fs.readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')).find((f) => f[4] === m.mnt)?.[2];
+  const waiting = `/sys/fs/fuse/connections/${device?.split(':')[1]}/waiting`;
+  await waitFor(async () => Number(await fs.readFile(waiting, 'utf8').catch(() => '0')) > 0, 20_000, `a request waiting on the stopped daemon (${waiting})`);
   t.is(await cell(t, 'vhfs cat', QUICK_CELL_MS, () => vhfsCat(home, SMALL)), 0);
   const refused = await cell(t, 'mount --wait (same root)', QUICK_CELL_MS * 2, () =>
     vhfs(home, ['mount', '--root', root, '--input', `x=${URI}`, '--wait', ...DEADLINE], { timeoutMs: 60_000 }));
@@ -295,7 +298,7 @@ test.serial('daemon SIGSTOP: readers block only until vhfs unmount, which aborts
   t.deepEqual(survived, { sha256: tpl.tree.get(SMALL)!.sha256 }, 'the new mount survived the old daemon');
 });
 
-test.serial('disk full for the cache: every read still succeeds from the store, and the log says why once', async (t) => {
+fuseTest.serial('disk full for the cache: every read still succeeds from the store, and the log says why once', async (t) => {
   const tpl = await makeTemplate(t);
   const { dir, home } = await copyHome(t, tpl);
   const cacheDir = path.join(home, 'cache');

@@ -8,11 +8,30 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fs, readFileSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
+
+// ------------------------------------------------------------------------------------ tests that mount
+
+/** Marks a test that needs a real FUSE mount; scripts/test.sh fails the run if one is skipped where /dev/fuse exists. */
+export const FUSE_TAG = '[fuse]';
+export const HAVE_FUSE = existsSync('/dev/fuse');
+
+type Impl = (t: ExecutionContext) => Promise<void> | void;
+
+/**
+ * Declare a test that mounts: its title gets `[fuse]`, and without /dev/fuse it is registered as skipped
+ * (so a machine without FUSE says so in the summary instead of "passing" tests that never mounted).
+ */
+export function fuseTest(title: string, impl: Impl): void {
+  (HAVE_FUSE ? test : test.skip)(`${title} ${FUSE_TAG}`, impl);
+}
+fuseTest.serial = (title: string, impl: Impl): void => {
+  (HAVE_FUSE ? test.serial : test.skip)(`${title} ${FUSE_TAG}`, impl);
+};
 
 /** dist/test/fuse/helpers.js → the repository root. */
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -50,8 +69,8 @@ export function run(
   });
 }
 
-/** `vhfs --home <home> …args`. */
-export function vhfs(home: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<RunResult> {
+/** `vhfs --home <home> …args` (`env` adds to the environment, e.g. faultsEnv from test/helpers/store-faults-preload.ts). */
+export function vhfs(home: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   return run(process.execPath, [BIN, '--home', home, ...args], opts);
 }
 
@@ -124,8 +143,8 @@ export interface Mounted {
  * `vhfs mount --root <root> …args` (daemonized). At teardown: `vhfs unmount`, then `fusermount3 -uz` if it is
  * still mounted, then SIGKILL if the daemon is still alive.
  */
-export async function mount(t: ExecutionContext, home: string, root: string, args: string[]): Promise<Mounted> {
-  const r = await vhfs(home, ['--json', 'mount', '--root', root, ...args], { timeoutMs: 60_000 });
+export async function mount(t: ExecutionContext, home: string, root: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Mounted> {
+  const r = await vhfs(home, ['--json', 'mount', '--root', root, ...args], { timeoutMs: 60_000, ...opts });
   if (r.code !== 0) throw new Error(`vhfs mount exited ${r.code}: ${r.stderr.trim()}`);
   const out = JSON.parse(r.stdout) as { mountpoint: string; pid: number; log: string; inputsJson: string };
   const m: Mounted = { home, root, mnt: out.mountpoint, pid: out.pid, log: out.log, inputsJson: out.inputsJson };

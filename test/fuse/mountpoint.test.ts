@@ -9,7 +9,6 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,10 +20,9 @@ import {
   prepareMountpoint, unmountFuse,
 } from '../../src/fuse/mountpoint.js';
 import { isVhfsError } from '../../src/util/errors.js';
+import { fuseTest } from './helpers.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/tiny-mount.js', import.meta.url));
-const HAVE_FUSE = existsSync('/dev/fuse');
-const fuseTest = HAVE_FUSE ? test.serial : test.skip;
 
 /** A fresh directory whose name has a space, so mountinfo's `\040` escape is exercised for real. */
 async function workDir(t: ExecutionContext): Promise<string> {
@@ -88,7 +86,7 @@ test('buildFuseOptions keeps zero timeouts and extra options that fuse-native wo
   t.throws(() => buildFuseOptions({ extraOptions: ['a,b'] }), { message: /bad FUSE option/ });
 });
 
-fuseTest('SIGKILLed daemon leaves a stale mount; prepareMountpoint recovers it and a new mount works', async (t) => {
+fuseTest.serial('SIGKILLed daemon leaves a stale mount; prepareMountpoint recovers it and a new mount works', async (t) => {
   const mnt = await workDir(t);
   const first = await startDaemon(t, mnt);
   t.is(await readFile(join(mnt, 'hello.txt'), 'utf8'), 'hello from tiny-mount\n');
@@ -117,7 +115,7 @@ fuseTest('SIGKILLed daemon leaves a stale mount; prepareMountpoint recovers it a
   t.false(await isMounted(mnt), 'SIGTERM unmounts cleanly');
 });
 
-fuseTest('a live mount is refused without force and replaced with force', async (t) => {
+fuseTest.serial('a live mount is refused without force and replaced with force', async (t) => {
   const mnt = await workDir(t);
   const live = await startDaemon(t, mnt);
   const err = await t.throwsAsync(prepareMountpoint(mnt));
@@ -132,7 +130,7 @@ fuseTest('a live mount is refused without force and replaced with force', async 
   t.false(await isMounted(mnt));
 });
 
-fuseTest('a non-empty plain directory is refused unless forced', async (t) => {
+fuseTest.serial('a non-empty plain directory is refused unless forced', async (t) => {
   const mnt = await workDir(t);
   await mkdir(mnt, { recursive: true });
   await writeFile(join(mnt, 'keep.txt'), 'x');
@@ -143,7 +141,7 @@ fuseTest('a non-empty plain directory is refused unless forced', async (t) => {
   t.false(ok.created);
 });
 
-fuseTest('mountFuse/unmountFuse in process: mounts over a forced non-empty dir, reads, unmounts', async (t) => {
+fuseTest.serial('mountFuse/unmountFuse in process: mounts over a forced non-empty dir, reads, unmounts', async (t) => {
   const mnt = await workDir(t);
   await mkdir(mnt, { recursive: true });
   await writeFile(join(mnt, 'hidden.txt'), 'x');

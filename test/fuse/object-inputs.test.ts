@@ -11,7 +11,7 @@ import path from 'node:path';
 import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
 import { startS3rver, S3RVER_CREDENTIALS, type S3rverServer } from '../servers/s3rver.js';
 import { startStaticHttp, type StaticHttpServer } from '../servers/static-http.js';
-import { BIN, pidAlive, python, run, tempDir, waitFor, writeJson } from './helpers.js';
+import { BIN, fuseTest, pidAlive, python, run, tempDir, waitFor, writeJson } from './helpers.js';
 
 const PASSWORD = 'pw-PLANTED-9f3a';
 const TOKEN = 'tok-PLANTED-77c1';
@@ -41,7 +41,7 @@ test.after.always(async () => {
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-test('s3:// objects with wildcards and keep-directories, and an https:// file with credentials, read through the mount', async (t) => {
+fuseTest('s3:// objects with wildcards and keep-directories, and an https:// file with credentials, read through the mount', async (t) => {
   const dir = await tempDir(t);
   const home = path.join(dir, 'home');
   const root = path.join(dir, 'valohai');
@@ -107,7 +107,7 @@ test('s3:// objects with wildcards and keep-directories, and an https:// file wi
   t.regex(inputsJson, /"uri":"http:\/\/alice:\*+@127\.0\.0\.1/, 'the https file is listed with its password masked');
 });
 
-test('an object input that matches nothing, or is missing, fails --wait with NOT_FOUND (3) naming the URI', async (t) => {
+fuseTest('an object input that matches nothing, or is missing, fails --wait with NOT_FOUND (3) naming the URI', async (t) => {
   const dir = await tempDir(t);
   const env = {
     AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true',

@@ -78,11 +78,19 @@ test('random trees of a few thousand files match the naive tree', (t) => {
 });
 
 test('walk yields every path once and fileDir finds owners', (t) => {
-  const paths = ['x/1', 'x/2', 'y/1', 'top', 'x/z/3', 'empty-sibling/deeper/4'];
+  // Directories without files of their own ("empty-sibling", "a", "a/b") sit between directories that have
+  // some: fileDir must skip their empty runs.
+  const paths = ['x/1', 'x/2', 'y/1', 'top', 'x/z/3', 'empty-sibling/deeper/4', 'a/b/c/5', 'a/b/c/6', 'b/7'];
   const index = build(paths);
-  const walked = [...index.walk()].map((e) => e.path).sort();
-  t.deepEqual(walked, [...paths].sort());
-  for (let i = 0; i < index.fileCount; i++) t.is(index.filePath(i), index.filePath(i));
+  const walked = [...index.walk()];
+  t.deepEqual(walked.map((e) => e.path).sort(), [...paths].sort());
+  t.deepEqual(walked.map((e) => e.index).sort((a, b) => a - b), Array.from({ length: paths.length }, (_, i) => i), 'every file index once');
+  for (const { index: i, path: p } of walked) {
+    t.is(index.lookup(p), i, `lookup of ${p}`);
+    const parent = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
+    t.is(index.fileDir(i), dirIndex(index.lookup(parent)), `owner of ${p} is "${parent}"`);
+    t.is(index.filePath(i), p);
+  }
 });
 
 test('bad trees are rejected naming the label and the path', (t) => {

@@ -86,10 +86,12 @@ test('hasWildcard', (t) => {
   t.false(hasWildcard('a/b?'));
 });
 
-test('matching is linear: a pathological pattern on a long key finishes fast', (t) => {
+// How fast this is (the matcher is linear in the key) is measured by scripts/bench/glob.ts, not here.
+test('a pathological pattern on a long key gives the right answer', (t) => {
   const m = compileGlob('**a**a**a**a**a**a**a**a**b');
-  const key = 'a'.repeat(5000);
-  const start = Date.now();
-  t.false(m.match(key));
-  t.true(Date.now() - start < 2000);
+  t.false(m.match('a'.repeat(5000)));
+  t.true(m.match(`${'a'.repeat(4999)}b`));
+  t.true(m.match('abababababababab'));
+  t.false(m.match('aaaaaaab'), 'eight a before the b are needed');
+  t.true(m.match('aaaaaaaab'));
 });
