@@ -41,10 +41,63 @@ import { MemoryTier } from './memory.js';
 import { getRangeWithin } from '../store/deadline.js';
 import { FetchQueue, Priority } from './fetch-queue.js';
 
-/** A persistent tier of whole, verified blocks, keyed by (source name, block size, block number). */
+/**
+ * A persistent tier of whole, checked blocks that several processes share (src/cache/host-cache.ts). A run
+ * of blocks is claimed at once: blocks on disk come back (read and checked against the CRC-32 recorded when
+ * they were written), blocks nobody is fetching are leased to the caller, who fetches them and `fill`s them,
+ * and blocks another fetch (in this process or another) is filling can be awaited with `settled`, then
+ * claimed again. A disk tier never fails a read: when it cannot help, every block comes back to fetch.
+ */
 export interface BlockDisk {
-  get(source: string, blockSize: number, block: number): Promise<Buffer | undefined>;
-  put(source: string, blockSize: number, block: number, data: Buffer): Promise<void>;
+  claim(request: BlockClaimRequest): Promise<BlockClaim>;
+}
+
+export interface BlockClaimRequest {
+  /** The source's cache identity (its store URL and key). */
+  id: string;
+  /** The object itself (its size; what it is cached for). */
+  source: ObjectRef;
+  blockSize: number;
+  /** Block numbers, ascending. */
+  blocks: readonly number[];
+  /** false: do not read blocks on disk back (a prefetch only needs to know they are there). Default true. */
+  read?: boolean;
+  /** false: lease nothing and wait for nobody; whatever is not on disk comes back in `fetch`. Default true. */
+  lease?: boolean;
+  /** Make room only by evicting objects last used before this time (ms): a prefetch never evicts what it filled. */
+  evictBefore?: number;
+}
+
+/** What became of a filled block: kept, or why not (it is served all the same). */
+export type FillResult = 'kept' | 'full' | 'no-space' | 'lost' | 'error' | 'not-leased';
+
+export interface BlockClaim {
+  /** Blocks read from disk, checked against their CRC-32 (none when `read` was false). */
+  readonly data: ReadonlyMap<number, Buffer>;
+  /** Blocks on disk (with `read`, those that read back whole). */
+  readonly present: readonly number[];
+  /** Blocks to fetch from the store: leased to this caller unless `lease` was false. */
+  readonly fetch: readonly number[];
+  /** Blocks another fetch is filling. */
+  readonly others: readonly number[];
+  /** Keep a fetched, checked block of `fetch`; never rejects. */
+  fill(block: number, data: Buffer): Promise<FillResult>;
+  /** A block of `data` failed the caller's own check: it is no longer present (claim it again to fetch it). */
+  reject(block: number): void;
+  /** Give back the leases of blocks not filled (the fetch failed), so nobody waits for them. */
+  abandon(): void;
+  /** Resolves once every block of `others` is on disk or no longer being fetched by a live process (or after a bound). */
+  settled(): Promise<void>;
+}
+
+/** What `BlockCache.warm` did. */
+export interface WarmResult {
+  /** Bytes fetched from the store and kept. */
+  fetchedBytes: number;
+  /** Bytes already on disk, or being fetched by someone else. */
+  presentBytes: number;
+  /** Why nothing more should be warmed: the cache has no room (or its disk is full), or this source has no disk tier. */
+  stopped?: 'full' | 'no-disk-tier';
 }
 
 /** The file (zip member or blob) a read belongs to: its extent in the source, and its CRC-32 if known. */
@@ -415,18 +468,49 @@ export class BlockCache {
 
   private async loadRun(source: ObjectRef, st: SourceState, first: number, last: number): Promise<Buffer[]> {
     const bs = this.blockSize;
-    const disk = this.disk && (this.diskForLocal || !this.storeOf(source).url.startsWith('file:')) ? this.disk : undefined;
-    if (disk) {
-      const fromDisk = await Promise.all(
-        Array.from({ length: last - first + 1 }, (_, k) => disk.get(st.id, bs, first + k).catch(() => undefined)),
-      );
-      if (fromDisk.every((b) => b !== undefined)) {
+    const disk = this.diskFor(source);
+    if (!disk) return this.fetchChecked(source, st, first, last);
+    const out = new Array<Buffer>(last - first + 1);
+    let pending = Array.from({ length: last - first + 1 }, (_, k) => first + k);
+    // Blocks another process was fetching are claimed again once it is done or gone; the last round waits
+    // for nobody, so a stuck peer cannot hold a read for long.
+    for (let round = 1; pending.length > 0; round++) {
+      const claim = await disk.claim({ id: st.id, source, blockSize: bs, blocks: pending, lease: round < DISK_ROUNDS });
+      const again: number[] = [];
+      for (const [b, buf] of claim.data) {
         // The disk tier is trusted no more than the store: blocks are checked again as they come back.
-        await this.checkBlocks(source, st, first, fromDisk as Buffer[]);
-        this.stats.diskHits += fromDisk.length;
-        return fromDisk as Buffer[];
+        if (await this.checkBlocks(source, st, b, [buf]).then(() => true, () => false)) {
+          out[b - first] = buf;
+          this.stats.diskHits++;
+        } else {
+          claim.reject(b);
+          again.push(b);
+        }
       }
+      try {
+        await Promise.all([
+          ...blockRuns(claim.fetch, this.runBlocks).map(async ([a, z]) => {
+            const blocks = await this.fetchChecked(source, st, a, z);
+            blocks.forEach((buf, k) => {
+              out[a + k - first] = buf;
+              // Readers do not wait for the disk write; the lease stays until it is done, so peers wait for it.
+              void claim.fill(a + k, buf);
+            });
+          }),
+          claim.settled(),
+        ]);
+      } catch (err) {
+        claim.abandon();
+        throw err;
+      }
+      pending = [...claim.others, ...again].sort((a, b) => a - b);
     }
+    return out;
+  }
+
+  /** Exactly blocks first..last of the source from its store, split into blocks and checked. */
+  private async fetchChecked(source: ObjectRef, st: SourceState, first: number, last: number): Promise<Buffer[]> {
+    const bs = this.blockSize;
     const start = first * bs;
     const end = Math.min((last + 1) * bs, source.size);
     this.stats.storeFetches++;
@@ -437,12 +521,45 @@ export class BlockCache {
     const blocks: Buffer[] = [];
     for (let b = first; b <= last; b++) blocks.push(data.subarray((b - first) * bs, Math.min((b - first + 1) * bs, data.length)));
     await this.checkBlocks(source, st, first, blocks);
-    if (disk) {
-      blocks.forEach((buf, k) => {
-        disk.put(st.id, bs, first + k, buf).catch((err: unknown) => this.warn(`block cache: could not write block ${first + k} of ${source.key} to disk: ${String(err)}`));
-      });
-    }
     return blocks;
+  }
+
+  /** The disk tier for a source, if it has one (local directory stores only with `diskForLocal`). */
+  private diskFor(source: ObjectRef): BlockDisk | undefined {
+    return this.disk && (this.diskForLocal || !this.storeOf(source).url.startsWith('file:')) ? this.disk : undefined;
+  }
+
+  /**
+   * Prefetch: bring blocks first..last of a source into the disk tier, at `priority` in the store's queue
+   * (Background: below readers and readahead), without touching memory. Blocks already there, or being
+   * fetched by another process, are left alone. `evictBefore`: see `BlockClaimRequest`.
+   */
+  warm(source: ObjectRef, first: number, last: number, opts: { priority?: Priority; evictBefore?: number } = {}): Promise<WarmResult> {
+    const disk = this.diskFor(source);
+    const bs = this.blockSize;
+    const bytesOf = (blocks: readonly number[]) => blocks.reduce((n, b) => n + Math.min(bs, source.size - b * bs), 0);
+    return this.queue(source).run(opts.priority ?? Priority.Background, async (): Promise<WarmResult> => {
+      const result: WarmResult = { fetchedBytes: 0, presentBytes: 0 };
+      if (!disk) return { ...result, stopped: 'no-disk-tier' };
+      const st = this.state(source);
+      const blocks = Array.from({ length: last - first + 1 }, (_, k) => first + k);
+      const claim = await disk.claim({ id: st.id, source, blockSize: bs, blocks, read: false, ...(opts.evictBefore === undefined ? {} : { evictBefore: opts.evictBefore }) });
+      result.presentBytes = bytesOf(claim.present) + bytesOf(claim.others);
+      try {
+        for (const [a, z] of blockRuns(claim.fetch, this.runBlocks)) {
+          const fetched = await this.fetchChecked(source, st, a, z);
+          for (const [k, buf] of fetched.entries()) {
+            const kept = await claim.fill(a + k, buf);
+            if (kept === 'kept') result.fetchedBytes += buf.length;
+            else if (kept === 'full' || kept === 'no-space' || kept === 'not-leased') result.stopped = 'full';
+          }
+          if (result.stopped) break;
+        }
+      } finally {
+        claim.abandon();
+      }
+      return result;
+    }).promise;
   }
 
   /** Check blocks against the source's chunk table, if it has one. */
@@ -574,4 +691,18 @@ function blockKey(st: SourceState, block: number): string {
 
 function extentKey(st: SourceState, start: number): string {
   return `x${start}:${st.id}`;
+}
+
+/** Rounds of claiming a run from the disk tier (waiting for other processes' fetches in all but the last). */
+const DISK_ROUNDS = 3;
+
+/** Sorted block numbers as runs [first, last] of consecutive blocks, at most `max` blocks each. */
+function blockRuns(blocks: readonly number[], max: number): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  for (const b of blocks) {
+    const run = runs[runs.length - 1];
+    if (run && b === run[1] + 1 && b - run[0] < max) run[1] = b;
+    else runs.push([b, b]);
+  }
+  return runs;
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { BlockCache } from '../../src/cache/block-cache.js';
-import { LocalBlockDisk } from '../../src/cache/disk-blocks.js';
+import { HostCache } from '../../src/cache/host-cache.js';
 import { MemoryStore } from '../helpers/memory-store.js';
 import { isVhfsError } from '../../src/util/errors.js';
 
@@ -94,11 +94,14 @@ test('the disk tier serves blocks to a new cache without touching the store', as
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vhfs-blocks-'));
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
   const { store, data, source } = await setup();
-  const first = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: new LocalBlockDisk(dir) });
+  const firstDisk = new HostCache({ dir, quota: { bytes: 1 << 30 } });
+  const first = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: firstDisk });
   await first.read(source, 0, source.size, Buffer.alloc(source.size));
-  await new Promise((r) => setTimeout(r, 100)); // disk writes are fire-and-forget
+  await firstDisk.close(); // waits for the disk writes, which readers do not wait for
   const gets = store.stats.gets;
-  const second = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: new LocalBlockDisk(dir) });
+  const secondDisk = new HostCache({ dir, quota: { bytes: 1 << 30 } });
+  t.teardown(() => secondDisk.close());
+  const second = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: secondDisk });
   const dst = Buffer.alloc(source.size);
   t.is(await second.read(source, 0, source.size, dst), source.size);
   t.true(dst.equals(data));
