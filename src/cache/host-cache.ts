@@ -21,8 +21,8 @@
  *
  * Single flight across processes: `claim` takes, in one transaction, a **lease** on every missing block of a
  * run (`blocks.state = 1`, owner = pid namespace + pid + start time, expiry = now + `leaseMs`). A process
- * that finds a block leased by a live owner waits for it (`settled`: a poll of the record, 5 → 40 ms, or an
- * in-process promise) and claims it again; a lease whose owner is dead (SIGKILL: its pid is gone, a zombie,
+ * that finds a block leased by a live owner waits for it (`settled`: woken when the record's WAL file
+ * changes, polling 5 → 40 ms where it cannot be watched, or an in-process promise) and claims it again; a lease whose owner is dead (SIGKILL: its pid is gone, a zombie,
  * or reused by a process with another start time) or expired is taken over at once. A waiter waits at most
  * `waitMs`, then fetches the block itself, so a stuck peer never stalls a read past its deadline.
  *
@@ -52,7 +52,7 @@
  * block × block_size)` and compare the CRC-32; anything else (no row, a short read, a mismatch) is a miss
  * for the JavaScript path.
  */
-import { constants as fsConstants, promises as fs, existsSync, mkdirSync, readdirSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { constants as fsConstants, promises as fs, existsSync, mkdirSync, readdirSync, rmSync, statSync, statfsSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type Database from 'better-sqlite3';
@@ -173,6 +173,9 @@ export class HostCache implements BlockDisk {
   private readonly holds = new Map<number, number>();
   /** Blocks this process leased: settled when filled or given back (in-process waiters need no polling). */
   private readonly local = new Map<string, { promise: Promise<void>; settle: () => void }>();
+  /** Waiters for another process's fetch, woken when the record changes. */
+  private readonly wakeups = new Set<() => void>();
+  private walWatch?: FSWatcher;
   /** Fills under way (awaited by `idle` and `close`). */
   private readonly filling = new Set<Promise<FillResult>>();
 
@@ -400,7 +403,7 @@ export class HostCache implements BlockDisk {
     }
     let delay = 5;
     while (foreign.length > 0 && Date.now() < deadline) {
-      await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
+      await this.recordChange(Math.min(delay, Math.max(1, deadline - Date.now())));
       delay = Math.min(delay * 2, 40);
       const rec = this.record;
       if (!rec) break;
@@ -572,6 +575,34 @@ export class HostCache implements BlockDisk {
       this.problem('giving a lease back', err);
     }
     this.settleLocally(object, block);
+  }
+
+  /**
+   * Resolves at the next change of the record by any process (its WAL file is written: inotify), or after
+   * `ms` at the latest (where files cannot be watched, waiters poll).
+   */
+  private recordChange(ms: number): Promise<void> {
+    if (!this.walWatch && this.record) {
+      try {
+        this.walWatch = watch(path.join(this.dir, `${DB_FILE}-wal`), { persistent: false }, () => {
+          const woken = [...this.wakeups];
+          this.wakeups.clear();
+          for (const wake of woken) wake();
+        });
+        this.walWatch.on('error', () => { this.walWatch?.close(); this.walWatch = undefined; });
+      } catch {
+        // Polling only.
+      }
+    }
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.wakeups.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakeups.add(wake);
+    });
   }
 
   private leaseLocally(object: number, block: number): void {
@@ -827,11 +858,17 @@ export class HostCache implements BlockDisk {
       }
       onObject?.(k + 1, objects.length, report.bytes);
     }
-    rec.db.transaction(() => {
-      for (const o of rec.q.allObjects.all()) rec.q.setBytes.run(rec.q.allocOf.get(o.id)!.alloc, o.id);
-      rec.q.setCounter.run('used', rec.q.usage.get()!.bytes);
-      this.flushCounters(rec.q);
-    }).immediate();
+    // Recount what each object reserves, one short transaction each (daemons keep reading meanwhile).
+    for (const o of rec.q.allObjects.all()) {
+      rec.db.transaction(() => {
+        const row = rec.q.objectById.get(o.id);
+        if (!row) return;
+        const alloc = rec.q.allocOf.get(o.id)!.alloc;
+        rec.q.setBytes.run(alloc, o.id);
+        rec.q.addCounter.run('used', alloc - row.bytes);
+      }).immediate();
+    }
+    rec.db.transaction(() => this.flushCounters(rec.q)).immediate();
     return report;
   }
 
@@ -846,6 +883,7 @@ export class HostCache implements BlockDisk {
     await this.idle();
     this.closed = true;
     clearInterval(this.timer);
+    this.walWatch?.close();
     const rec = this.record;
     if (!rec) return;
     try {
@@ -892,8 +930,4 @@ function directoryBytes(dir: string): number {
   }
   for (const name of names) bytes += allocatedBytes(path.join(dir, name));
   return bytes;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

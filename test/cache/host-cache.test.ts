@@ -19,6 +19,8 @@ import { isVhfsError } from '../../src/util/errors.js';
 import { openStore } from '../../src/store/index.js';
 import type { ObjectRef } from '../../src/store/types.js';
 import { MemoryStore } from '../helpers/memory-store.js';
+import { ChunkHasher } from '../../src/util/chunk-hashes.js';
+import { crc32 } from 'node:zlib';
 import type { WorkerJob } from './host-cache-worker.js';
 
 const BS = 64 * 1024;
@@ -140,6 +142,38 @@ test('a block damaged on disk is dropped and fetched again, never served', async
   t.regex(warned[0], /block 2 of mem:\/\/test\/obj .*did not match the CRC-32/);
   await disk.idle();
   t.true((await fs.readFile(file)).equals(data.get('obj')!), 'the block was written again, right this time');
+});
+
+test('a block that passes its CRC-32 on disk but not the source\'s chunk table is dropped and fetched again', async (t) => {
+  const dir = await tempDir(t);
+  const store = new MemoryStore();
+  const data = randomBytes(BS * 3);
+  await store.put('obj', data);
+  const hasher = new ChunkHasher();
+  hasher.update(data);
+  const table = hasher.finish();
+  await store.put('obj.chunks', table);
+  const source: ObjectRef = { key: 'obj', size: data.length, integrity: { chunkTable: { key: 'obj.chunks', offset: 0, length: table.length, crc32: crc32(table), covered: data.length } } };
+  const first = open(t, dir);
+  await readAll(new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk: first }), source);
+  await first.close();
+  // Other bytes, with a CRC-32 to match: only the chunk table can tell (a stale or mis-keyed object).
+  const file = path.join(dir, 'objects', '1');
+  const bytes = await fs.readFile(file);
+  bytes.fill(7, BS, BS + 100);
+  await fs.writeFile(file, bytes);
+  const rw = new Database(path.join(dir, 'host-cache.db'));
+  rw.prepare('UPDATE blocks SET crc = ? WHERE object = 1 AND block = 1').run(crc32(bytes.subarray(BS, 2 * BS)));
+  rw.close();
+
+  const disk = open(t, dir);
+  store.ranges = [];
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk });
+  t.true((await readAll(cache, source)).equals(data));
+  t.deepEqual(store.ranges.filter(([key]) => key === 'obj'), [['obj', BS, BS]], 'only that block came from the store');
+  t.is(disk.stats.corruptBlocks, 1);
+  await disk.idle();
+  t.true((await fs.readFile(file)).equals(data));
 });
 
 test('under a quota, least recently used whole objects go and the cache stays within the quota', async (t) => {
