@@ -161,14 +161,13 @@ function table(rows: Row[], packageSize: number): string {
   return lines.join('\n') + '\n';
 }
 
+/** Detach every mount under the work dir (daemons exit with them), then stop the servers, proxy first. */
 async function cleanup(): Promise<void> {
-  for (const m of (await listMounts().catch(() => [])).filter((x) => x.mountPoint.startsWith(`${cfg.work}/`)).reverse()) {
-    await clearStaleMount(m.mountPoint, { force: true }).catch((e: unknown) => log(`cleanup: ${(e as Error).message}`));
-  }
-  await proxy?.stop();
-  await shim?.stop();
-  await s3?.stop();
+  const mounts = (await listMounts().catch(() => [])).map((m) => m.mountPoint).filter((p) => p.startsWith(`${cfg.work}/`));
+  for (const mountPoint of mounts.reverse()) await clearStaleMount(mountPoint, { force: true }).catch((e: unknown) => log(`cleanup: ${(e as Error).message}`));
+  const servers = [proxy, shim, s3];
   proxy = shim = s3 = undefined;
+  for (const server of servers) await server?.stop();
 }
 
 async function main(): Promise<void> {
