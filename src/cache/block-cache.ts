@@ -39,6 +39,7 @@ import { ChunkTable } from '../util/chunk-hashes.js';
 import { DEFAULTS } from '../config/options.js';
 import { MemoryTier } from './memory.js';
 import { getRangeWithin } from '../store/deadline.js';
+import { mapLimit } from '../util/concurrency.js';
 import { FetchQueue, Priority } from './fetch-queue.js';
 
 /**
@@ -50,14 +51,26 @@ import { FetchQueue, Priority } from './fetch-queue.js';
  */
 export interface BlockDisk {
   claim(request: BlockClaimRequest): Promise<BlockClaim>;
+  /**
+   * `length` bytes at `offset` inside a block on disk, else undefined: a small file's few KiB read without
+   * the rest of its block. `callerChecks`: the caller checks these bytes itself (a member's CRC-32); if not,
+   * the whole block is read and checked against its CRC-32 first.
+   */
+  getRange(object: DiskObject, block: number, offset: number, length: number, callerChecks: boolean): Promise<Buffer | undefined>;
+  /** Blocks whose bytes from disk failed the caller's own check (a chunk table): no longer on disk. */
+  drop(object: DiskObject, blocks: readonly number[]): void;
 }
 
-export interface BlockClaimRequest {
+/** An object as the disk tier knows it. */
+export interface DiskObject {
   /** The source's cache identity (its store URL and key). */
   id: string;
   /** The object itself (its size; what it is cached for). */
   source: ObjectRef;
   blockSize: number;
+}
+
+export interface BlockClaimRequest extends DiskObject {
   /** Block numbers, ascending. */
   blocks: readonly number[];
   /** false: do not read blocks on disk back (a prefetch only needs to know they are there). Default true. */
@@ -82,8 +95,6 @@ export interface BlockClaim {
   readonly others: readonly number[];
   /** Keep a fetched, checked block of `fetch`; never rejects. */
   fill(block: number, data: Buffer): Promise<FillResult>;
-  /** A block of `data` failed the caller's own check: it is no longer present (claim it again to fetch it). */
-  reject(block: number): void;
   /** Give back the leases of blocks not filled (the fetch failed), so nobody waits for them. */
   abandon(): void;
   /** Resolves once every block of `others` is on disk or no longer being fetched by a live process (or after a bound). */
@@ -92,6 +103,8 @@ export interface BlockClaim {
 
 /** What `BlockCache.warm` did. */
 export interface WarmResult {
+  /** Blocks fetched from the store (kept or not). */
+  fetchedBlocks: number;
   /** Bytes fetched from the store and kept. */
   fetchedBytes: number;
   /** Bytes already on disk, or being fetched by someone else. */
@@ -149,6 +162,8 @@ export interface BlockCacheStats {
   verifiedBytes: number;
   uncheckedBytes: number;
   integrityFailures: number;
+  /** Blocks fetched by background filling. */
+  fillBlocks: number;
 }
 
 /**
@@ -157,6 +172,10 @@ export interface BlockCacheStats {
  * to serve a file), which docs/SEMANTICS.md says.
  */
 const MEMBER_CHECK_MAX = 64 * 1024 * 1024;
+
+/** Random reads of a remote source after which it is filled in the background; runs fetched at once then. */
+const FILL_AFTER_RANDOM_READS = 16;
+const FILL_PARALLEL = 4;
 
 /** Per source (one ObjectRef object of an index): its cache key prefix, access pattern and chunk table. */
 interface SourceState {
@@ -170,13 +189,16 @@ interface SourceState {
   table?: Promise<ChunkTable | undefined>;
   /** Starts of members checked whole against their CRC-32 (sources without a chunk table). */
   checkedMembers: Set<number>;
+  /** Reads that were not sequential; past a threshold a remote source is filled in the background. */
+  randomReads: number;
+  fill?: Promise<void>;
 }
 
 export class BlockCache {
   readonly blockSize: number;
   readonly stats: BlockCacheStats = {
     memoryHits: 0, diskHits: 0, storeFetches: 0, storeBlocks: 0, extentFetches: 0, readaheadBlocks: 0, waits: 0,
-    verifiedBytes: 0, uncheckedBytes: 0, integrityFailures: 0,
+    verifiedBytes: 0, uncheckedBytes: 0, integrityFailures: 0, fillBlocks: 0,
   };
   private readonly store: ObjectStore;
   private readonly storeFor: (url: string) => ObjectStore;
@@ -194,6 +216,7 @@ export class BlockCache {
   private readonly extentMax: number;
   private readonly warn: (message: string) => void;
   private readonly readaheadLimit?: (source: ObjectRef) => number | undefined;
+  private closed = false;
 
   constructor(opts: BlockCacheOptions) {
     this.store = opts.store;
@@ -259,6 +282,7 @@ export class BlockCache {
     const end = Math.min(offset + length, source.size);
     const st = this.state(source);
     return this.withDeadline(source, offset, end, async () => {
+      if (!this.isSequential(st, offset)) this.noteRandomRead(source, st);
       if (file && file.size > 0 && file.size <= this.extentMax && !this.isSequential(st, file.start)) {
         const data = await this.extent(source, st, file);
         const n = data.copy(dst, 0, offset - file.start, end - file.start);
@@ -288,6 +312,11 @@ export class BlockCache {
       this.noteAccess(source, st, offset, end);
       return n;
     });
+  }
+
+  /** Stop background work (filling); reads still work. */
+  close(): void {
+    this.closed = true;
   }
 
   /** Drop every cached block of memory (tests, and `vhfs cache drop`). Disk blocks stay. */
@@ -374,13 +403,43 @@ export class BlockCache {
       pending.promote();
       return pending.promise;
     }
-    this.stats.extentFetches++;
     const job = this.queue(source).run(Priority.Reader, async () => {
+      const fromDisk = await this.extentFromDisk(source, st, file);
+      // The disk tier is trusted no more than the store: bytes that fail their check are dropped there and fetched.
+      if (fromDisk && await this.checkExtent(source, st, file, fromDisk.data).then(() => true, onlyIntegrity)) return fromDisk.data;
+      fromDisk?.drop();
+      this.stats.extentFetches++;
       const data = await this.fetch(source, file.start, file.size);
       await this.checkExtent(source, st, file, data);
       return data;
     });
     return this.track(key, file.size, job, (data) => this.memory.set(key, data));
+  }
+
+  /**
+   * A member from the disk tier when all of it is there, else undefined. Only the member's own bytes are
+   * read from each block (a 10 KiB file does not cost a 256 KiB read) when the caller can check them as an
+   * extent (a member CRC-32, a whole blob's SHA-256); otherwise the disk tier checks the blocks they lie in.
+   */
+  private async extentFromDisk(source: ObjectRef, st: SourceState, file: FileExtent): Promise<{ data: Buffer; drop: () => void } | undefined> {
+    const disk = this.diskFor(source);
+    if (!disk) return undefined;
+    const bs = this.blockSize;
+    const object = { id: st.id, source, blockSize: bs };
+    const integrity = source.integrity;
+    const checked = (integrity?.memberCrc32 === true && file.crc32 !== undefined) || (integrity?.sha256 !== undefined && file.start === 0 && file.size === source.size);
+    const first = Math.floor(file.start / bs);
+    const last = Math.floor((file.start + file.size - 1) / bs);
+    const blocks = Array.from({ length: last - first + 1 }, (_, k) => first + k);
+    const parts = await Promise.all(blocks.map((b) => {
+      const from = Math.max(file.start, b * bs) - b * bs;
+      const to = Math.min(file.start + file.size, (b + 1) * bs) - b * bs;
+      return disk.getRange(object, b, from, to - from, checked).catch(() => undefined);
+    }));
+    if (!parts.every((p) => p !== undefined && p.length > 0)) return undefined;
+    this.stats.diskHits += parts.length;
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts as Buffer[]);
+    return data.length === file.size ? { data, drop: () => disk.drop(object, blocks) } : undefined;
   }
 
   private async checkExtent(source: ObjectRef, st: SourceState, file: FileExtent, data: Buffer): Promise<void> {
@@ -431,18 +490,18 @@ export class BlockCache {
   }
 
   /** Start fetching `blocks` (sorted, none cached or in flight): runs of consecutive blocks, one ranged GET per run. */
-  private fetchBlocks(source: ObjectRef, st: SourceState, blocks: number[], priority: Priority): Array<Promise<Buffer>> {
+  private fetchBlocks(source: ObjectRef, st: SourceState, blocks: number[], priority: Priority, toMemory = true): Array<Promise<Buffer>> {
     const promises: Array<Promise<Buffer>> = [];
     let runStart = 0;
     for (let k = 1; k <= blocks.length; k++) {
       if (k < blocks.length && blocks[k] === blocks[k - 1] + 1 && k - runStart < this.runBlocks) continue;
-      promises.push(...this.fetchRun(source, st, blocks[runStart], blocks[k - 1], priority));
+      promises.push(...this.fetchRun(source, st, blocks[runStart], blocks[k - 1], priority, toMemory));
       runStart = k;
     }
     return promises;
   }
 
-  private fetchRun(source: ObjectRef, st: SourceState, first: number, last: number, priority: Priority): Array<Promise<Buffer>> {
+  private fetchRun(source: ObjectRef, st: SourceState, first: number, last: number, priority: Priority, toMemory: boolean): Array<Promise<Buffer>> {
     const bs = this.blockSize;
     const bytes = Math.min((last + 1) * bs, source.size) - first * bs;
     const job = this.queue(source).run(priority, () => this.loadRun(source, st, first, last));
@@ -450,7 +509,7 @@ export class BlockCache {
     for (let b = first; b <= last; b++) {
       const key = blockKey(st, b);
       const share = { promise: job.promise.then((blocks) => blocks[b - first]), promote: job.promote };
-      promises.push(this.track(key, b === first ? bytes : 0, share, (buf) => this.memory.set(key, buf)));
+      promises.push(this.track(key, b === first ? bytes : 0, share, toMemory ? (buf) => this.memory.set(key, buf) : () => undefined));
     }
     return promises;
   }
@@ -477,17 +536,17 @@ export class BlockCache {
     for (let round = 1; pending.length > 0; round++) {
       const claim = await disk.claim({ id: st.id, source, blockSize: bs, blocks: pending, lease: round < DISK_ROUNDS });
       const again: number[] = [];
-      for (const [b, buf] of claim.data) {
-        // The disk tier is trusted no more than the store: blocks are checked again as they come back.
-        if (await this.checkBlocks(source, st, b, [buf]).then(() => true, () => false)) {
-          out[b - first] = buf;
-          this.stats.diskHits++;
-        } else {
-          claim.reject(b);
-          again.push(b);
-        }
-      }
       try {
+        for (const [b, buf] of claim.data) {
+          // The disk tier is trusted no more than the store: blocks are checked again as they come back.
+          if (await this.checkBlocks(source, st, b, [buf]).then(() => true, onlyIntegrity)) {
+            out[b - first] = buf;
+            this.stats.diskHits++;
+          } else {
+            disk.drop({ id: st.id, source, blockSize: bs }, [b]);
+            again.push(b);
+          }
+        }
         await Promise.all([
           ...blockRuns(claim.fetch, this.runBlocks).map(async ([a, z]) => {
             const blocks = await this.fetchChecked(source, st, a, z);
@@ -524,11 +583,6 @@ export class BlockCache {
     return blocks;
   }
 
-  /** The disk tier for a source, if it has one (local directory stores only with `diskForLocal`). */
-  private diskFor(source: ObjectRef): BlockDisk | undefined {
-    return this.disk && (this.diskForLocal || !this.storeOf(source).url.startsWith('file:')) ? this.disk : undefined;
-  }
-
   /**
    * Prefetch: bring blocks first..last of a source into the disk tier, at `priority` in the store's queue
    * (Background: below readers and readahead), without touching memory. Blocks already there, or being
@@ -539,7 +593,7 @@ export class BlockCache {
     const bs = this.blockSize;
     const bytesOf = (blocks: readonly number[]) => blocks.reduce((n, b) => n + Math.min(bs, source.size - b * bs), 0);
     return this.queue(source).run(opts.priority ?? Priority.Background, async (): Promise<WarmResult> => {
-      const result: WarmResult = { fetchedBytes: 0, presentBytes: 0 };
+      const result: WarmResult = { fetchedBlocks: 0, fetchedBytes: 0, presentBytes: 0 };
       if (!disk) return { ...result, stopped: 'no-disk-tier' };
       const st = this.state(source);
       const blocks = Array.from({ length: last - first + 1 }, (_, k) => first + k);
@@ -548,6 +602,7 @@ export class BlockCache {
       try {
         for (const [a, z] of blockRuns(claim.fetch, this.runBlocks)) {
           const fetched = await this.fetchChecked(source, st, a, z);
+          result.fetchedBlocks += fetched.length;
           for (const [k, buf] of fetched.entries()) {
             const kept = await claim.fill(a + k, buf);
             if (kept === 'kept') result.fetchedBytes += buf.length;
@@ -591,7 +646,7 @@ export class BlockCache {
   private state(source: ObjectRef): SourceState {
     let st = this.states.get(source);
     if (!st) {
-      st = { id: `${source.store ?? this.store.url}/${source.key}`, lastEnd: -1, lastBlock: -1, window: 0, aheadUntil: -1, checkedMembers: new Set() };
+      st = { id: `${source.store ?? this.store.url}/${source.key}`, lastEnd: -1, lastBlock: -1, window: 0, aheadUntil: -1, checkedMembers: new Set(), randomReads: 0 };
       this.states.set(source, st);
     }
     return st;
@@ -617,9 +672,23 @@ export class BlockCache {
     if (!where) return Promise.resolve(undefined);
     st.table ??= (async () => {
       const store = this.storeOf(source);
-      const buf = await getRangeWithin(store, where.key, where.offset, where.length, this.fetchTimeoutMs);
-      const table = ChunkTable.parseRecorded(buf, where, `${store.url}/${where.key}`);
-      if (table.covered > source.size) throw new VhfsError('BAD_PACKAGE', `${store.url}/${where.key}: its chunk table covers ${table.covered} bytes of a ${source.size}-byte object`);
+      let buf: Buffer;
+      try {
+        buf = await getRangeWithin(store, where.key, where.offset, where.length, this.fetchTimeoutMs);
+      } catch (err) {
+        // A blob written before blobs had tables has none: checked as a whole blob only. (A package's own
+        // table, which its central directory records, must be there.)
+        if (where.crc32 === undefined && isVhfsError(err, 'NOT_FOUND')) {
+          this.warn(`${store.url}/${source.key}: no chunk table (${where.key}); its blocks are checked only when the whole blob is read`);
+          return undefined;
+        }
+        throw err;
+      }
+      const label = `${store.url}/${where.key}`;
+      const table = where.crc32 !== undefined ? ChunkTable.parseRecorded(buf, { ...where, crc32: where.crc32 }, label) : ChunkTable.parse(buf, label);
+      if (table.covered !== where.covered || table.covered > source.size) {
+        throw new VhfsError('BAD_PACKAGE', `${label}: its chunk table covers ${table.covered} bytes, expected ${where.covered} of a ${source.size}-byte object`);
+      }
       return table;
     })();
     // A failed read of the table is not remembered: the next read tries again.
@@ -644,6 +713,43 @@ export class BlockCache {
     return new VhfsError('INTEGRITY', `${this.storeOf(source).url}/${source.key}: bytes ${start}-${end - 1} do not match ${against} (corrupt or changed in the store); not served`);
   }
 
+  private diskFor(source: ObjectRef): BlockDisk | undefined {
+    return this.disk && (this.diskForLocal || !this.storeOf(source).url.startsWith('file:')) ? this.disk : undefined;
+  }
+
+  // ------------------------------------------------------------------------------ background filling
+
+  /**
+   * A reader walking a remote source at random (a shuffled epoch over a package) pays a round trip per
+   * file. Past `FILL_AFTER_RANDOM_READS` such reads, the whole source is fetched into the disk tier in the
+   * background, in runs of `runBytes`, `FILL_PARALLEL` at a time, at the lowest priority of the fetch queue
+   * (a reader's miss always goes first); readers then find their files on disk. So a shuffled pass over a
+   * cold package costs about one download of it, not one round trip per file.
+   */
+  private noteRandomRead(source: ObjectRef, st: SourceState): void {
+    if (st.fill || this.closed || ++st.randomReads < FILL_AFTER_RANDOM_READS) return;
+    const disk = this.diskFor(source);
+    if (!disk || this.storeOf(source).url.startsWith('file:')) return;
+    st.fill = this.fill(source).catch((err: unknown) =>
+      this.warn(`background filling of ${source.key} stopped: ${err instanceof Error ? err.message : String(err)}`));
+  }
+
+  /** Runs go through `warm`: what is on disk or being fetched by anyone is skipped, and filling stops at the quota. */
+  private async fill(source: ObjectRef): Promise<void> {
+    const bs = this.blockSize;
+    const lastBlock = Math.ceil(source.size / bs) - 1;
+    const runs: Array<[number, number]> = [];
+    for (let b = 0; b <= lastBlock; b += this.runBlocks) runs.push([b, Math.min(b + this.runBlocks - 1, lastBlock)]);
+    this.warn(`filling ${this.storeOf(source).url}/${source.key} (${source.size} bytes) in the background: its readers walk it at random`);
+    let stopped = false;
+    await mapLimit(runs, FILL_PARALLEL, async ([first, last]) => {
+      if (this.closed || stopped) return;
+      const r = await this.warm(source, first, last);
+      this.stats.fillBlocks += r.fetchedBlocks;
+      if (r.stopped) stopped = true;
+    });
+  }
+
   // --------------------------------------------------------------------------------------- readahead
 
   /**
@@ -662,6 +768,8 @@ export class BlockCache {
       return;
     }
     if (last === st.lastBlock && st.window > 0) return; // still inside the same block: nothing new to predict
+    // The reader has moved on: the blocks behind it are spent, whatever in them no file took.
+    for (let b = Math.max(0, st.lastBlock - 1); b < Math.floor(offset / this.blockSize); b++) this.memory.spend(blockKey(st, b));
     st.lastBlock = last;
     if (st.aheadUntil - last > st.window / 2) return;
     // Fetched-but-unread data and fetches in flight stay within half the memory budget.
@@ -691,6 +799,12 @@ function blockKey(st: SourceState, block: number): string {
 
 function extentKey(st: SourceState, start: number): string {
   return `x${start}:${st.id}`;
+}
+
+/** A check's rejection as `false` when it is a mismatch (the bytes are bad); any other failure stands. */
+function onlyIntegrity(err: unknown): false {
+  if (isVhfsError(err, 'INTEGRITY')) return false;
+  throw err;
 }
 
 /** Rounds of claiming a run from the disk tier (waiting for other processes' fetches in all but the last). */

@@ -38,8 +38,9 @@
  *  - a sequential pass over an object larger than the quota does not evict its own beginning to cache its
  *    end (block LRU would, and keep nothing useful): its blocks are kept until the quota is full, the rest
  *    is served from the store.
- * Objects being read (**holds**: a row per object and reading process while it reads the file) or filled
- * (live leases) are never victims; holds and leases of dead processes are reaped.
+ * Objects being read through `claim` (**holds**: a row per object and reading process while it reads the
+ * file) or filled (live leases) are never victims; a small read (`getRange`) takes no hold, as unlinking
+ * cannot harm it; holds and leases of dead processes are reaped.
  * The accounting is exact, so the directory stays within the quota: at most one block per process beyond it
  * while the record's own files grow between two measurements. No block is written into the last 1% of the
  * filesystem (1 MiB to 256 MiB): the record must stay writable, and jobs' outputs may share the disk. A full
@@ -57,7 +58,7 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type Database from 'better-sqlite3';
 import type { ObjectRef } from '../store/types.js';
-import type { BlockClaim, BlockClaimRequest, BlockDisk, FillResult } from './block-cache.js';
+import type { BlockClaim, BlockClaimRequest, BlockDisk, DiskObject, FillResult } from './block-cache.js';
 import { DEFAULTS, type CacheQuota } from '../config/options.js';
 import { VhfsError } from '../util/errors.js';
 import { formatBytes } from '../util/progress.js';
@@ -176,6 +177,8 @@ export class HostCache implements BlockDisk {
   /** Waiters for another process's fetch, woken when the record changes. */
   private readonly wakeups = new Set<() => void>();
   private walWatch?: FSWatcher;
+  /** When this process last noted each object's use (small reads note it at most once a second). */
+  private readonly touched = new Map<number, number>();
   /** Fills under way (awaited by `idle` and `close`). */
   private readonly filling = new Set<Promise<FillResult>>();
 
@@ -237,7 +240,6 @@ export class HostCache implements BlockDisk {
         void filled.then(() => this.filling.delete(filled));
         return filled;
       },
-      reject: (block) => this.reject(object, req, block),
       abandon: () => {
         for (const b of leased) this.release(object, b);
         leased.clear();
@@ -251,7 +253,7 @@ export class HostCache implements BlockDisk {
     return {
       data: new Map(), present: [], fetch: [...blocks], others: [],
       fill: (_b, buf) => { this.countStore(buf.length); return Promise.resolve('not-leased' as FillResult); },
-      reject: () => {}, abandon: () => {}, settled: () => Promise.resolve(),
+      abandon: () => {}, settled: () => Promise.resolve(),
     };
   }
 
@@ -377,17 +379,72 @@ export class HostCache implements BlockDisk {
     c.fetch.sort((a, b) => a - b);
   }
 
-  /** A present block failed the caller's own check (a chunk table): it is no longer present. */
-  private reject(object: number, req: BlockClaimRequest, block: number): void {
+  /** Blocks whose bytes from disk failed the caller's own check (a chunk table, a member CRC-32): no longer present. */
+  drop(object: DiskObject, blocks: readonly number[]): void {
     const rec = this.record;
-    if (!rec) return;
-    this.count('corruptBlocks');
-    this.warn('rejected', `host cache ${this.dir}: block ${block} of ${req.id} passed its CRC-32 but not the source's chunk table; dropped, fetched again`);
+    if (!rec || blocks.length === 0) return;
+    this.count('corruptBlocks', blocks.length);
+    this.warn('rejected', `host cache ${this.dir}: block ${blocks[0]} of ${object.id} came back from disk with bytes its source's own checksums reject; dropped, fetched again`);
     try {
-      rec.db.transaction(() => rec.q.unpresent.run(object, block)).immediate();
+      rec.db.transaction(() => {
+        const row = rec.q.object.get(object.id, object.source.size, object.blockSize);
+        if (row) for (const b of blocks) rec.q.unpresent.run(row.id, b);
+      }).immediate();
     } catch (err) {
-      this.problem('dropping a rejected block', err);
+      this.problem('dropping a damaged block', err);
     }
+  }
+
+  /**
+   * `length` bytes at `offset` of a present block: a small file read without the rest of its block. Unless the
+   * caller checks the bytes itself, the whole block is read and checked against its CRC-32 first. No hold is
+   * taken (a write per small read would cost more than the read): eviction only ever unlinks files, so a read
+   * racing it either gets the old file's bytes or no file, which is a miss.
+   */
+  async getRange(object: DiskObject, block: number, offset: number, length: number, callerChecks: boolean): Promise<Buffer | undefined> {
+    const rec = this.opened();
+    if (!rec) return undefined;
+    let found: { id: number; row: BlockRow } | undefined;
+    try {
+      const o = rec.q.object.get(object.id, object.source.size, object.blockSize);
+      const row = o && o.evictor === null ? rec.q.block.get(o.id, block) : undefined;
+      if (!o || row?.state !== BLOCK_PRESENT || offset + length > (row.length ?? 0)) return undefined;
+      found = { id: o.id, row };
+      this.touch(rec, o.id);
+    } catch (err) {
+      this.problem('looking a block up', err);
+      return undefined;
+    }
+    let data: Buffer | undefined;
+    if (callerChecks) {
+      data = await fs.open(this.objectFile(found.id), 'r').then(async (handle) => {
+        try {
+          const buf = Buffer.allocUnsafe(length);
+          const { bytesRead } = await handle.read(buf, 0, length, block * object.blockSize + offset);
+          return bytesRead === length ? buf : undefined;
+        } finally {
+          await handle.close();
+        }
+      }, () => undefined);
+    } else {
+      const { good, bad } = await this.readPresent(found.id, object.blockSize, [found.row]);
+      if (bad.length > 0) this.drop(object, [block]);
+      data = good.get(block)?.subarray(offset, offset + length);
+    }
+    if (data) {
+      this.count('diskBlocks');
+      this.count('diskBytes', data.length);
+    }
+    return data;
+  }
+
+  /** Note that an object was used (for LRU), at most once a second per object: small reads come in thousands. */
+  private touch(rec: OpenRecord, object: number): void {
+    const now = Date.now();
+    if (now - (this.touched.get(object) ?? 0) < 1000) return;
+    if (this.touched.size > 10_000) this.touched.clear();
+    this.touched.set(object, now);
+    rec.db.transaction(() => rec.q.touchObject.run(now, object)).immediate();
   }
 
   /** Resolves once none of `blocks` is leased by a live process any more (or after `waitMs`). */

@@ -81,6 +81,7 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
     log,
     statsFile: o.statsFile,
     start: async () => {
+      catalog.store.warmUp?.();
       const mount = await mountInputs({
         mountpoint: paths.inputs, configDir: paths.config, specs, catalog, cacheDir: ctx.cacheDir, cacheSize: ctx.opts.cacheSize, settings: ctx.storeSettings,
         blockSize: o.blockSize, memoryBytes: o.memory, readaheadBytes: o.readahead, fetchTimeoutMs: o.fetchTimeout,
@@ -107,7 +108,7 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
           return { mountpoint: mount.mountpoint, inputsJson: mount.inputsJsonPath, pid: process.pid };
         },
         stop: () => mount.unmount(),
-        snapshot: () => ({ store: catalog.store.stats, cache: mount.cache.stats, cacheMemoryBytes: mount.cache.memoryBytes }),
+        snapshot: () => ({ store: catalog.store.stats, cache: mount.cache.stats, cacheMemory: mount.cache.memoryStats, process: process.memoryUsage() }),
       };
     },
     onReady: (info) => output(ctx, info, () => `ready: ${paths.inputs}`),

@@ -98,6 +98,8 @@ export class ReadPath {
 
   /** Close the host cache and the stores opened for index sources (the catalog's store belongs to the caller). */
   async close(): Promise<void> {
+    // Background work first (it fills the host cache), then the host cache (it finishes its writes).
+    this.cache.close();
     await this.hostCache?.close();
     await this.stores.close();
   }

@@ -338,6 +338,74 @@ test('warm fills the disk tier without memory, skips what is there, and stops at
   t.is(store.stats.bytesRead, before);
 });
 
+test('small files read at random come from the disk tier by their own bytes after a prefetch; damaged ones are fetched again', async (t) => {
+  const dir = await tempDir(t);
+  const store = new MemoryStore();
+  const members = Array.from({ length: 40 }, (_, i) => randomBytes(3000 + i * 211));
+  const data = Buffer.concat(members);
+  await store.put('pkg', data);
+  await store.put('obj', data);
+  let at = 0;
+  const files = members.map((m) => { const f = { start: at, size: m.length, crc32: crc32(m) }; at += m.length; return f; });
+  // The same bytes twice: as a package (member CRC-32s check what comes back) and as an object nothing vouches for.
+  const pkg: ObjectRef = { key: 'pkg', size: data.length, integrity: { memberCrc32: true } };
+  const obj: ObjectRef = { key: 'obj', size: data.length };
+  const disk = open(t, dir);
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk });
+  for (const source of [pkg, obj]) t.is((await cache.warm(source, 0, Math.ceil(data.length / BS) - 1)).fetchedBytes, data.length);
+  const order = files.map((_, i) => (i * 17) % files.length);
+  const readShuffled = async (source: ObjectRef) => {
+    for (const i of order) {
+      const dst = Buffer.alloc(files[i].size);
+      await cache.read(source, files[i].start, files[i].size, dst, source === pkg ? files[i] : { start: files[i].start, size: files[i].size });
+      t.true(dst.equals(members[i]), `${source.key} member ${i}`);
+    }
+  };
+  const gets = store.stats.gets;
+  for (const source of [pkg, obj]) await readShuffled(source);
+  t.is(store.stats.gets, gets, 'every small file came from disk');
+
+  // One flipped byte in each file: the package's member CRC-32 and the object's block CRC-32 catch it.
+  cache.clearMemory();
+  for (const id of ['1', '2']) {
+    const file = path.join(dir, 'objects', id);
+    const bytes = await fs.readFile(file);
+    bytes[files[5].start + 10] ^= 0x10;
+    await fs.writeFile(file, bytes);
+  }
+  await readShuffled(pkg);
+  await readShuffled(obj);
+  t.true(store.stats.gets > gets, 'the damaged bytes were fetched again');
+  t.is(disk.stats.corruptBlocks, 2);
+});
+
+test('background filling of a source read at random stops at the quota', async (t) => {
+  const dir = await tempDir(t);
+  const store = new MemoryStore();
+  const members = Array.from({ length: 200 }, () => randomBytes(10_000));
+  const data = Buffer.concat(members);
+  await store.put('pkg', data);
+  const pkg: ObjectRef = { key: 'pkg', size: data.length, integrity: { memberCrc32: true } };
+  const disk = open(t, dir, { quota: { bytes: 1024 * 1024 } });
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0, disk, runBytes: 2 * BS });
+  t.teardown(() => cache.close());
+  for (let k = 0; k < 40; k++) {
+    const i = (k * 73) % 200;
+    const dst = Buffer.alloc(10_000);
+    await cache.read(pkg, i * 10_000, 10_000, dst, { start: i * 10_000, size: 10_000, crc32: crc32(members[i]) });
+    t.true(dst.equals(members[i]));
+  }
+  // The fill is private to the cache: its promise, which settles when it stops, is read from its state.
+  const fill = (cache as unknown as { states: WeakMap<ObjectRef, { fill?: Promise<void> }> }).states.get(pkg)?.fill;
+  t.truthy(fill, 'random reads started a background fill');
+  await fill;
+  t.true(disk.stats.notKept > 0, 'it reached the quota');
+  const blocks = Math.ceil(data.length / BS);
+  t.true(cache.stats.fillBlocks < blocks, `it stopped there: ${cache.stats.fillBlocks} of ${blocks} blocks fetched`);
+  const usage = disk.usage();
+  t.true(usage.blockBytes + usage.overheadBytes <= 1024 * 1024);
+});
+
 test('prune evicts to a size; verify drops a damaged block and removes files no record names', async (t) => {
   const dir = await tempDir(t);
   const { store, ref } = await storeWith({ a: BS * 4, b: BS * 4, c: BS * 4 });
