@@ -169,7 +169,15 @@ test.serial('under a quota smaller than the data, reads stay right and the cache
   t.true(largest <= quota + 2 * block, `${largest} bytes on disk, quota ${quota} + 2 blocks`);
   const stats = await cacheJson<{ evictions: number; notKept: number; diskBytes: number }>(cacheDir, ['--cache-size', String(quota), 'cache', 'stats']);
   t.true(stats.evictions + stats.notKept > 0, 'the quota made blocks go or not be kept');
-  t.true(stats.diskBytes > 0, 'and what fitted was served from it');
+  // What the cache kept serves the next job: a fresh daemon reads the dataset it holds most of.
+  const info = await cacheJson<{ datasets: Array<{ label: string; bytes: number }> }>(cacheDir, ['--cache-size', String(quota), 'cache', 'info']);
+  const held = info.datasets[0];
+  t.true(held.bytes > 0);
+  const next = await job(t, 'quota3', cacheDir, [`c=${held.label}`], args);
+  t.deepEqual(sorted(await python<Record<string, string>>(PY_READ_IN_ORDER, [path.join(next.mnt, 'c')])), expected(held.label.replace('dataset://', '')));
+  const after = await cacheJson<{ diskBytes: number }>(cacheDir, ['cache', 'stats']);
+  t.true(after.diskBytes > stats.diskBytes, 'the new job read what the cache held from it');
+  t.true(await allocated(cacheDir) <= quota + 3 * block);
 });
 
 test.serial('on a disk that fills up, every read still succeeds and the daemon log says why, once', async (t) => {
