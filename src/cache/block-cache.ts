@@ -42,14 +42,75 @@ import { getRangeWithin } from '../store/deadline.js';
 import { mapLimit } from '../util/concurrency.js';
 import { FetchQueue, Priority } from './fetch-queue.js';
 
-/** A persistent tier of whole, verified blocks, keyed by (source name, block size, block number). */
+/**
+ * A persistent tier of whole, checked blocks that several processes share (src/cache/host-cache.ts). A run
+ * of blocks is claimed at once: blocks on disk come back (read and checked against the CRC-32 recorded when
+ * they were written), blocks nobody is fetching are leased to the caller, who fetches them and `fill`s them,
+ * and blocks another fetch (in this process or another) is filling can be awaited with `settled`, then
+ * claimed again. A disk tier never fails a read: when it cannot help, every block comes back to fetch.
+ */
 export interface BlockDisk {
-  get(source: string, blockSize: number, block: number): Promise<Buffer | undefined>;
-  put(source: string, blockSize: number, block: number, data: Buffer): Promise<void>;
-  /** Whether the block is there, without reading it (background filling skips what is). */
-  has?(source: string, blockSize: number, block: number): Promise<boolean>;
-  /** `length` bytes at `offset` inside a block that is there, or undefined (a small file's few KiB of a block). */
-  getRange?(source: string, blockSize: number, block: number, offset: number, length: number): Promise<Buffer | undefined>;
+  claim(request: BlockClaimRequest): Promise<BlockClaim>;
+  /**
+   * `length` bytes at `offset` inside a block on disk, else undefined: a small file's few KiB read without
+   * the rest of its block. `callerChecks`: the caller checks these bytes itself (a member's CRC-32); if not,
+   * the whole block is read and checked against its CRC-32 first.
+   */
+  getRange(object: DiskObject, block: number, offset: number, length: number, callerChecks: boolean): Promise<Buffer | undefined>;
+  /** Blocks whose bytes from disk failed the caller's own check (a chunk table): no longer on disk. */
+  drop(object: DiskObject, blocks: readonly number[]): void;
+}
+
+/** An object as the disk tier knows it. */
+export interface DiskObject {
+  /** The source's cache identity (its store URL and key). */
+  id: string;
+  /** The object itself (its size; what it is cached for). */
+  source: ObjectRef;
+  blockSize: number;
+}
+
+export interface BlockClaimRequest extends DiskObject {
+  /** Block numbers, ascending. */
+  blocks: readonly number[];
+  /** false: do not read blocks on disk back (a prefetch only needs to know they are there). Default true. */
+  read?: boolean;
+  /** false: lease nothing and wait for nobody; whatever is not on disk comes back in `fetch`. Default true. */
+  lease?: boolean;
+  /** Make room only by evicting objects last used before this time (ms): a prefetch never evicts what it filled. */
+  evictBefore?: number;
+}
+
+/** What became of a filled block: kept, or why not (it is served all the same). */
+export type FillResult = 'kept' | 'full' | 'no-space' | 'lost' | 'error' | 'not-leased';
+
+export interface BlockClaim {
+  /** Blocks read from disk, checked against their CRC-32 (none when `read` was false). */
+  readonly data: ReadonlyMap<number, Buffer>;
+  /** Blocks on disk (with `read`, those that read back whole). */
+  readonly present: readonly number[];
+  /** Blocks to fetch from the store: leased to this caller unless `lease` was false. */
+  readonly fetch: readonly number[];
+  /** Blocks another fetch is filling. */
+  readonly others: readonly number[];
+  /** Keep a fetched, checked block of `fetch`; never rejects. */
+  fill(block: number, data: Buffer): Promise<FillResult>;
+  /** Give back the leases of blocks not filled (the fetch failed), so nobody waits for them. */
+  abandon(): void;
+  /** Resolves once every block of `others` is on disk or no longer being fetched by a live process (or after a bound). */
+  settled(): Promise<void>;
+}
+
+/** What `BlockCache.warm` did. */
+export interface WarmResult {
+  /** Blocks fetched from the store (kept or not). */
+  fetchedBlocks: number;
+  /** Bytes fetched from the store and kept. */
+  fetchedBytes: number;
+  /** Bytes already on disk, or being fetched by someone else. */
+  presentBytes: number;
+  /** Why nothing more should be warmed: the cache has no room (or its disk is full), or this source has no disk tier. */
+  stopped?: 'full' | 'no-disk-tier';
 }
 
 /** The file (zip member or blob) a read belongs to: its extent in the source, and its CRC-32 if known. */
@@ -343,7 +404,12 @@ export class BlockCache {
       return pending.promise;
     }
     const job = this.queue(source).run(Priority.Reader, async () => {
-      const data = (await this.extentFromDisk(source, st, file)) ?? (this.stats.extentFetches++, await this.fetch(source, file.start, file.size));
+      const fromDisk = await this.extentFromDisk(source, st, file);
+      // The disk tier is trusted no more than the store: bytes that fail their check are dropped there and fetched.
+      if (fromDisk && await this.checkExtent(source, st, file, fromDisk.data).then(() => true, onlyIntegrity)) return fromDisk.data;
+      fromDisk?.drop();
+      this.stats.extentFetches++;
+      const data = await this.fetch(source, file.start, file.size);
       await this.checkExtent(source, st, file, data);
       return data;
     });
@@ -352,27 +418,28 @@ export class BlockCache {
 
   /**
    * A member from the disk tier when all of it is there, else undefined. Only the member's own bytes are
-   * read from each block (a 10 KiB file does not cost a 256 KiB read); the caller checks them as an extent.
+   * read from each block (a 10 KiB file does not cost a 256 KiB read) when the caller can check them as an
+   * extent (a member CRC-32, a whole blob's SHA-256); otherwise the disk tier checks the blocks they lie in.
    */
-  private async extentFromDisk(source: ObjectRef, st: SourceState, file: FileExtent): Promise<Buffer | undefined> {
+  private async extentFromDisk(source: ObjectRef, st: SourceState, file: FileExtent): Promise<{ data: Buffer; drop: () => void } | undefined> {
     const disk = this.diskFor(source);
     if (!disk) return undefined;
     const bs = this.blockSize;
+    const object = { id: st.id, source, blockSize: bs };
+    const integrity = source.integrity;
+    const checked = (integrity?.memberCrc32 === true && file.crc32 !== undefined) || (integrity?.sha256 !== undefined && file.start === 0 && file.size === source.size);
     const first = Math.floor(file.start / bs);
     const last = Math.floor((file.start + file.size - 1) / bs);
-    const parts = await Promise.all(Array.from({ length: last - first + 1 }, (_, k) => {
-      const b = first + k;
+    const blocks = Array.from({ length: last - first + 1 }, (_, k) => first + k);
+    const parts = await Promise.all(blocks.map((b) => {
       const from = Math.max(file.start, b * bs) - b * bs;
       const to = Math.min(file.start + file.size, (b + 1) * bs) - b * bs;
-      const read = disk.getRange
-        ? disk.getRange(st.id, bs, b, from, to - from)
-        : disk.get(st.id, bs, b).then((block) => block?.subarray(from, to));
-      return read.catch(() => undefined);
+      return disk.getRange(object, b, from, to - from, checked).catch(() => undefined);
     }));
     if (!parts.every((p) => p !== undefined && p.length > 0)) return undefined;
     this.stats.diskHits += parts.length;
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts as Buffer[]);
-    return data.length === file.size ? data : undefined;
+    return data.length === file.size ? { data, drop: () => disk.drop(object, blocks) } : undefined;
   }
 
   private async checkExtent(source: ObjectRef, st: SourceState, file: FileExtent, data: Buffer): Promise<void> {
@@ -461,17 +528,48 @@ export class BlockCache {
   private async loadRun(source: ObjectRef, st: SourceState, first: number, last: number): Promise<Buffer[]> {
     const bs = this.blockSize;
     const disk = this.diskFor(source);
-    if (disk) {
-      const fromDisk = await Promise.all(
-        Array.from({ length: last - first + 1 }, (_, k) => disk.get(st.id, bs, first + k).catch(() => undefined)),
-      );
-      if (fromDisk.every((b) => b !== undefined)) {
-        // The disk tier is trusted no more than the store: blocks are checked again as they come back.
-        await this.checkBlocks(source, st, first, fromDisk as Buffer[]);
-        this.stats.diskHits += fromDisk.length;
-        return fromDisk as Buffer[];
+    if (!disk) return this.fetchChecked(source, st, first, last);
+    const out = new Array<Buffer>(last - first + 1);
+    let pending = Array.from({ length: last - first + 1 }, (_, k) => first + k);
+    // Blocks another process was fetching are claimed again once it is done or gone; the last round waits
+    // for nobody, so a stuck peer cannot hold a read for long.
+    for (let round = 1; pending.length > 0; round++) {
+      const claim = await disk.claim({ id: st.id, source, blockSize: bs, blocks: pending, lease: round < DISK_ROUNDS });
+      const again: number[] = [];
+      try {
+        for (const [b, buf] of claim.data) {
+          // The disk tier is trusted no more than the store: blocks are checked again as they come back.
+          if (await this.checkBlocks(source, st, b, [buf]).then(() => true, onlyIntegrity)) {
+            out[b - first] = buf;
+            this.stats.diskHits++;
+          } else {
+            disk.drop({ id: st.id, source, blockSize: bs }, [b]);
+            again.push(b);
+          }
+        }
+        await Promise.all([
+          ...blockRuns(claim.fetch, this.runBlocks).map(async ([a, z]) => {
+            const blocks = await this.fetchChecked(source, st, a, z);
+            blocks.forEach((buf, k) => {
+              out[a + k - first] = buf;
+              // Readers do not wait for the disk write; the lease stays until it is done, so peers wait for it.
+              void claim.fill(a + k, buf);
+            });
+          }),
+          claim.settled(),
+        ]);
+      } catch (err) {
+        claim.abandon();
+        throw err;
       }
+      pending = [...claim.others, ...again].sort((a, b) => a - b);
     }
+    return out;
+  }
+
+  /** Exactly blocks first..last of the source from its store, split into blocks and checked. */
+  private async fetchChecked(source: ObjectRef, st: SourceState, first: number, last: number): Promise<Buffer[]> {
+    const bs = this.blockSize;
     const start = first * bs;
     const end = Math.min((last + 1) * bs, source.size);
     this.stats.storeFetches++;
@@ -482,12 +580,41 @@ export class BlockCache {
     const blocks: Buffer[] = [];
     for (let b = first; b <= last; b++) blocks.push(data.subarray((b - first) * bs, Math.min((b - first + 1) * bs, data.length)));
     await this.checkBlocks(source, st, first, blocks);
-    if (disk) {
-      blocks.forEach((buf, k) => {
-        disk.put(st.id, bs, first + k, buf).catch((err: unknown) => this.warn(`block cache: could not write block ${first + k} of ${source.key} to disk: ${String(err)}`));
-      });
-    }
     return blocks;
+  }
+
+  /**
+   * Prefetch: bring blocks first..last of a source into the disk tier, at `priority` in the store's queue
+   * (Background: below readers and readahead), without touching memory. Blocks already there, or being
+   * fetched by another process, are left alone. `evictBefore`: see `BlockClaimRequest`.
+   */
+  warm(source: ObjectRef, first: number, last: number, opts: { priority?: Priority; evictBefore?: number } = {}): Promise<WarmResult> {
+    const disk = this.diskFor(source);
+    const bs = this.blockSize;
+    const bytesOf = (blocks: readonly number[]) => blocks.reduce((n, b) => n + Math.min(bs, source.size - b * bs), 0);
+    return this.queue(source).run(opts.priority ?? Priority.Background, async (): Promise<WarmResult> => {
+      const result: WarmResult = { fetchedBlocks: 0, fetchedBytes: 0, presentBytes: 0 };
+      if (!disk) return { ...result, stopped: 'no-disk-tier' };
+      const st = this.state(source);
+      const blocks = Array.from({ length: last - first + 1 }, (_, k) => first + k);
+      const claim = await disk.claim({ id: st.id, source, blockSize: bs, blocks, read: false, ...(opts.evictBefore === undefined ? {} : { evictBefore: opts.evictBefore }) });
+      result.presentBytes = bytesOf(claim.present) + bytesOf(claim.others);
+      try {
+        for (const [a, z] of blockRuns(claim.fetch, this.runBlocks)) {
+          const fetched = await this.fetchChecked(source, st, a, z);
+          result.fetchedBlocks += fetched.length;
+          for (const [k, buf] of fetched.entries()) {
+            const kept = await claim.fill(a + k, buf);
+            if (kept === 'kept') result.fetchedBytes += buf.length;
+            else if (kept === 'full' || kept === 'no-space' || kept === 'not-leased') result.stopped = 'full';
+          }
+          if (result.stopped) break;
+        }
+      } finally {
+        claim.abandon();
+      }
+      return result;
+    }).promise;
   }
 
   /** Check blocks against the source's chunk table, if it has one. */
@@ -603,28 +730,23 @@ export class BlockCache {
     if (st.fill || this.closed || ++st.randomReads < FILL_AFTER_RANDOM_READS) return;
     const disk = this.diskFor(source);
     if (!disk || this.storeOf(source).url.startsWith('file:')) return;
-    st.fill = this.fill(source, st, disk).catch((err: unknown) =>
+    st.fill = this.fill(source).catch((err: unknown) =>
       this.warn(`background filling of ${source.key} stopped: ${err instanceof Error ? err.message : String(err)}`));
   }
 
-  private async fill(source: ObjectRef, st: SourceState, disk: BlockDisk): Promise<void> {
+  /** Runs go through `warm`: what is on disk or being fetched by anyone is skipped, and filling stops at the quota. */
+  private async fill(source: ObjectRef): Promise<void> {
     const bs = this.blockSize;
     const lastBlock = Math.ceil(source.size / bs) - 1;
     const runs: Array<[number, number]> = [];
     for (let b = 0; b <= lastBlock; b += this.runBlocks) runs.push([b, Math.min(b + this.runBlocks - 1, lastBlock)]);
     this.warn(`filling ${this.storeOf(source).url}/${source.key} (${source.size} bytes) in the background: its readers walk it at random`);
+    let stopped = false;
     await mapLimit(runs, FILL_PARALLEL, async ([first, last]) => {
-      if (this.closed) return;
-      const wanted: number[] = [];
-      for (let b = first; b <= last; b++) {
-        const key = blockKey(st, b);
-        if (this.memory.has(key) || this.inflight.has(key)) continue;
-        if (disk.has ? await disk.has(st.id, bs, b).catch(() => false) : false) continue;
-        wanted.push(b);
-      }
-      if (wanted.length === 0) return;
-      this.stats.fillBlocks += wanted.length;
-      await Promise.all(this.fetchBlocks(source, st, wanted, Priority.Background, false));
+      if (this.closed || stopped) return;
+      const r = await this.warm(source, first, last);
+      this.stats.fillBlocks += r.fetchedBlocks;
+      if (r.stopped) stopped = true;
     });
   }
 
@@ -677,4 +799,24 @@ function blockKey(st: SourceState, block: number): string {
 
 function extentKey(st: SourceState, start: number): string {
   return `x${start}:${st.id}`;
+}
+
+/** A check's rejection as `false` when it is a mismatch (the bytes are bad); any other failure stands. */
+function onlyIntegrity(err: unknown): false {
+  if (isVhfsError(err, 'INTEGRITY')) return false;
+  throw err;
+}
+
+/** Rounds of claiming a run from the disk tier (waiting for other processes' fetches in all but the last). */
+const DISK_ROUNDS = 3;
+
+/** Sorted block numbers as runs [first, last] of consecutive blocks, at most `max` blocks each. */
+function blockRuns(blocks: readonly number[], max: number): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  for (const b of blocks) {
+    const run = runs[runs.length - 1];
+    if (run && b === run[1] + 1 && b - run[0] < max) run[1] = b;
+    else runs.push([b, b]);
+  }
+  return runs;
 }

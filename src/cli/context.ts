@@ -42,8 +42,9 @@ export class Context {
     return this.storeInstance !== undefined;
   }
 
+  /** The host cache (`--cache-dir`, default `<home>/cache`), shared by every vhfs process given it. */
   get cacheDir(): string {
-    return path.join(this.home, 'cache');
+    return this.opts.cacheDir ?? path.join(this.home, 'cache');
   }
 
   catalog(): Promise<Catalog> {

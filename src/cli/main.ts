@@ -8,7 +8,8 @@ import { Command, CommanderError } from 'commander';
 import { Context, type GlobalOptions } from './context.js';
 import { describeError, isVhfsError } from '../util/errors.js';
 import { addOptions, GLOBAL_OPTIONS, optionValues } from '../config/options.js';
-import { registerCacheCommands, registerDataCommands } from './data-commands.js';
+import { registerDataCommands } from './data-commands.js';
+import { registerCacheCommands } from './cache-commands.js';
 import { registerMountCommands } from './mount-commands.js';
 import { DAEMON_COMMAND, receiveDaemonArgs } from '../fuse/daemon.js';
 

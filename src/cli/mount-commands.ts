@@ -11,6 +11,8 @@ import { mountInputs } from '../fuse/mount-inputs.js';
 import { clearStaleMount, mountState } from '../fuse/mountpoint.js';
 import { RateLimitedLog, serveDaemon, spawnDaemon, stopDaemon } from '../fuse/daemon.js';
 import { describeError, isVhfsError, VhfsError } from '../util/errors.js';
+import { prefetchMountedInputs } from './cache-commands.js';
+import type { ResolvedInput } from '../inputs/resolve.js';
 
 type MountFlags = OptionValues<typeof MOUNT_OPTIONS>;
 
@@ -81,12 +83,17 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
     start: async () => {
       catalog.store.warmUp?.();
       const mount = await mountInputs({
-        mountpoint: paths.inputs, configDir: paths.config, specs, catalog, cacheDir: ctx.cacheDir, settings: ctx.storeSettings,
+        mountpoint: paths.inputs, configDir: paths.config, specs, catalog, cacheDir: ctx.cacheDir, cacheSize: ctx.opts.cacheSize, settings: ctx.storeSettings,
         blockSize: o.blockSize, memoryBytes: o.memory, readaheadBytes: o.readahead, fetchTimeoutMs: o.fetchTimeout,
         ...(o.diskCache !== undefined ? { diskCache: o.diskCache } : {}),
         force: Boolean(o.force), log,
         kernel: { kernelCache: o.kernelCache, entryTimeout: o.cacheTimeout, attrTimeout: o.cacheTimeout, negativeTimeout: o.cacheTimeout },
       });
+      if (o.prefetch) {
+        // Once every input is resolved (inputs.json is written then), fill the cache with them behind the job's reads.
+        void mount.inputsJson.then(() => prefetchMountedInputs(
+          mount.cache, mount.inputs.names.map((n) => mount.inputs.get(n)).filter((i): i is ResolvedInput => i !== undefined), log));
+      }
       return {
         watch: [mount.mountpoint],
         ready: async () => {

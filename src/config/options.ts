@@ -65,10 +65,37 @@ export function parseDuration(text: string, where = 'duration'): number {
   return Math.round(Number(m[1]) * (unit === 'ms' ? 1 : unit === 's' ? 1000 : 60_000));
 }
 
+/** The host cache's quota: bytes, or a share of the filesystem that holds the cache directory. */
+export type CacheQuota = { bytes: number } | { percent: number };
+
+/** `50G`, `512M` (see parseSize) or `80%` (of the cache directory's filesystem). */
+export function parseCacheSize(text: string, where = 'cache size'): CacheQuota {
+  const pct = /^(\d+(?:\.\d+)?)\s*%$/.exec(text.trim());
+  if (!pct) return { bytes: parseSize(text, where) };
+  const percent = Number(pct[1]);
+  if (!(percent > 0 && percent <= 100)) throw new VhfsError('BAD_ARGUMENT', `${where} "${text}": a share of the filesystem must be more than 0% and at most 100%`);
+  return { percent };
+}
+
 const parsePath = (text: string): string => path.resolve(text);
 const parseText = (text: string): string => text;
 
 // ------------------------------------------------------------------------------------------------ tables
+
+/**
+ * The host cache (src/cache/host-cache.ts): every vhfs process given the same directory shares it. Part of
+ * the global options, since mounts, `cat`, `prefetch` and the `cache` commands all use it.
+ */
+export const CACHE_OPTIONS = {
+  cacheDir: {
+    flags: '--cache-dir <dir>', env: 'VHFS_CACHE_DIR', parse: parsePath, defaultText: '<home>/cache',
+    help: 'host cache directory (fetched blocks, persisted indexes), shared by every vhfs process given it',
+  },
+  cacheSize: {
+    flags: '--cache-size <size>', env: 'VHFS_CACHE_SIZE', parse: parseCacheSize, default: { percent: 50 } as CacheQuota, defaultText: '50%',
+    help: 'host cache quota: a size (50G) or a share of its filesystem (80%); least recently used objects are evicted',
+  },
+} satisfies OptionGroup;
 
 /** Options every command takes. */
 export const GLOBAL_OPTIONS = {
@@ -85,6 +112,7 @@ export const GLOBAL_OPTIONS = {
   verbose: { flags: '-v, --verbose', help: 'also say how URIs were resolved and what was read' },
   stats: { flags: '--stats', help: 'print the object store request counters to stderr when done' },
   debug: { flags: '--debug', env: 'VHFS_DEBUG', help: 'print the stack of an unexpected error (for bug reports)' },
+  ...CACHE_OPTIONS,
 } satisfies OptionGroup;
 
 /** How a mount reads: block cache, deadlines, kernel caching. Also used by `vhfs cat`, which reads the same way. */
@@ -141,6 +169,10 @@ export const MOUNT_OPTIONS = {
     flags: '--stats-file <file>', parse: parsePath,
     help: 'keep store and cache counters in this JSON file (rewritten each second while they change, and on SIGUSR1)',
   },
+  prefetch: {
+    flags: '--prefetch',
+    help: 'fill the host cache with every input in the background, below reads in priority (as vhfs prefetch does)',
+  },
 } satisfies OptionGroup;
 
 /** The defaults libraries fall back on when a caller passes nothing (tests, `vhfs cat`). */
@@ -150,6 +182,7 @@ export const DEFAULTS = {
   readaheadBytes: READ_OPTIONS.readahead.default,
   fetchTimeoutMs: READ_OPTIONS.fetchTimeout.default,
   cacheTimeoutSeconds: MOUNT_OPTIONS.cacheTimeout.default,
+  cacheSize: CACHE_OPTIONS.cacheSize.default,
 } as const;
 
 // ------------------------------------------------------------------------------------------- commander

@@ -2,7 +2,9 @@
  * The one way bytes of a resolved input are read, for the FUSE `read` handler and `vhfs cat` alike.
  *
  * `ReadPath` owns what reading needs: the resolver (URI → index), the block cache in front of the
- * catalog's store, and the stores that index sources name (local-path inputs read through a store rooted
+ * catalog's store with the host cache as its disk tier (shared with every other vhfs process using the same
+ * cache directory; each source labelled with the input URIs it was resolved for, which `vhfs cache info`
+ * sums per dataset), and the stores that index sources name (local-path inputs read through a store rooted
  * at `/`), which it opens once each and closes in `close()`. A read maps a file of an input to a byte
  * range of its source object — `(source, offset + position, min(length, size - position))` — and asks the
  * cache for it: `readSync` answers from memory without an await (what keeps a FUSE read of a hot file
@@ -10,11 +12,13 @@
  */
 import type { Catalog } from '../catalog/catalog.js';
 import { BlockCache, type FileExtent } from '../cache/block-cache.js';
-import { LocalBlockDisk } from '../cache/disk-blocks.js';
+import { HostCache } from '../cache/host-cache.js';
 import type { ObjectRef, StoreSettings } from '../store/index.js';
-import { DEFAULTS } from '../config/options.js';
+import { DEFAULTS, type CacheQuota } from '../config/options.js';
+import { displayUri } from '../uri/parse.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
-import { InputResolver, type ResolvedInput } from './resolve.js';
+import { InputResolver, type ResolvedInput, type ResolverOptions } from './resolve.js';
+import type { InputSpec } from './config.js';
 import { SourceStores } from './source-stores.js';
 
 export interface ReadPathOptions {
@@ -27,6 +31,8 @@ export interface ReadPathOptions {
   fetchTimeoutMs?: number;
   /** Keep fetched blocks on disk: true for every source, false never; default: sources in remote stores only. */
   diskCache?: boolean;
+  /** The host cache's quota (default `DEFAULTS.cacheSize`). */
+  cacheSize?: CacheQuota;
   /** Endpoints and regions of buckets that object inputs name (environment, `<home>/stores.json`). */
   settings?: StoreSettings;
   /** Readahead never goes past this offset of a source (`vhfs cat` knows what it will read). */
@@ -39,12 +45,24 @@ export class ReadPath {
   readonly cache: BlockCache;
   /** Stores that index sources name: bucket and https objects, local files. */
   readonly stores: SourceStores;
+  /** The disk tier, unless `diskCache` is false. */
+  readonly hostCache?: HostCache;
 
   constructor(opts: ReadPathOptions) {
     const log = opts.log ?? (() => {});
     const store = opts.catalog.store;
+    const fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs;
+    const labels = new WeakMap<ObjectRef, string>();
     this.stores = new SourceStores(opts.settings);
-    this.resolver = new InputResolver({ catalog: opts.catalog, cacheDir: opts.cacheDir, stores: this.stores, readTimeoutMs: opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs, log });
+    this.resolver = new LabellingResolver({ catalog: opts.catalog, cacheDir: opts.cacheDir, stores: this.stores, readTimeoutMs: fetchTimeoutMs, log }, labels);
+    if (opts.diskCache !== false) {
+      // A lease outlives its holder's fetch (bounded by the fetch deadline); a waiter gives up on a peer
+      // early enough to fetch itself within its own deadline.
+      this.hostCache = new HostCache({
+        dir: opts.cacheDir, leaseMs: 2 * fetchTimeoutMs, waitMs: fetchTimeoutMs / 4, labelOf: (s) => labels.get(s), warn: log,
+        ...(opts.cacheSize ? { quota: opts.cacheSize } : {}),
+      });
+    }
     this.cache = new BlockCache({
       store,
       storeFor: (name) => this.stores.get(name),
@@ -52,7 +70,7 @@ export class ReadPath {
       memoryBytes: opts.memoryBytes ?? DEFAULTS.memoryBytes,
       readaheadBytes: opts.readaheadBytes ?? DEFAULTS.readaheadBytes,
       fetchTimeoutMs: opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs,
-      ...(opts.diskCache !== false ? { disk: new LocalBlockDisk(opts.cacheDir), diskForLocal: opts.diskCache === true } : {}),
+      ...(this.hostCache ? { disk: this.hostCache, diskForLocal: opts.diskCache === true } : {}),
       ...(opts.readaheadLimit ? { readaheadLimit: opts.readaheadLimit } : {}),
       warn: log,
     });
@@ -78,9 +96,11 @@ export class ReadPath {
     }
   }
 
-  /** Close the stores opened for index sources (the catalog's store belongs to the caller). */
+  /** Close the host cache and the stores opened for index sources (the catalog's store belongs to the caller). */
   async close(): Promise<void> {
+    // Background work first (it fills the host cache), then the host cache (it finishes its writes).
     this.cache.close();
+    await this.hostCache?.close();
     await this.stores.close();
   }
 
@@ -96,4 +116,18 @@ export class ReadPath {
     };
   }
 
+}
+
+/** The resolver, noting which input URIs each source of a resolved input serves (the host cache's labels). */
+class LabellingResolver extends InputResolver {
+  constructor(opts: ResolverOptions, private readonly labels: WeakMap<ObjectRef, string>) {
+    super(opts);
+  }
+
+  override async resolve(spec: InputSpec): Promise<ResolvedInput> {
+    const input = await super.resolve(spec);
+    const label = spec.uris.map((u) => displayUri(u)).join(',');
+    for (const source of input.index.sources) if (!this.labels.has(source)) this.labels.set(source, label);
+    return input;
+  }
 }

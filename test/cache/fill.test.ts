@@ -1,7 +1,7 @@
 /**
  * Background filling: a remote source read at random is fetched whole into the disk tier at the lowest
  * priority, after which readers find their files there. Against an in-memory store (a remote store to the
- * cache: its URL is not file:) and the local disk tier.
+ * cache: its URL is not file:) and the host cache as the disk tier.
  */
 import test from 'ava';
 import os from 'node:os';
@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { BlockCache, type FileExtent } from '../../src/cache/block-cache.js';
-import { LocalBlockDisk } from '../../src/cache/disk-blocks.js';
+import { HostCache } from '../../src/cache/host-cache.js';
 import type { ObjectRef } from '../../src/store/types.js';
 import { MemoryStore } from '../helpers/memory-store.js';
 import { waitFor } from '../fuse/helpers.js';
@@ -31,8 +31,9 @@ async function setup(t: import('ava').ExecutionContext, members: number, size: n
 
 test('random reads of a remote package start a background fill; afterwards reads come from disk, not the store', async (t) => {
   const { dir, store, datas, files, source } = await setup(t, 400, 10_000);
-  const cache = new BlockCache({ store, blockSize: BS, disk: new LocalBlockDisk(dir), readaheadBytes: 0, runBytes: 4 * BS });
-  t.teardown(() => cache.close());
+  const disk = new HostCache({ dir, quota: { bytes: 1 << 30 } });
+  const cache = new BlockCache({ store, blockSize: BS, disk, readaheadBytes: 0, runBytes: 4 * BS });
+  t.teardown(() => { cache.close(); return disk.close(); });
   // A shuffled walk: every 7th member, far apart, so no read counts as sequential.
   const order = Array.from({ length: 400 }, (_, i) => (i * 157) % 400);
   for (const i of order.slice(0, 20)) {
@@ -41,8 +42,7 @@ test('random reads of a remote package start a background fill; afterwards reads
     t.true(dst.equals(datas[i]));
   }
   const blocks = Math.ceil(source.size / BS);
-  const onDisk = async () => (await fs.readdir(path.join(dir, 'blocks'), { recursive: true }).catch(() => [] as string[])).filter((n) => /\/\d+$/.test(n)).length;
-  await waitFor(async () => (await onDisk()) === blocks, 20_000, 'the fill to reach every block');
+  await waitFor(() => disk.usage().presentBlocks === blocks, 20_000, 'the fill to reach every block');
   t.is(cache.stats.fillBlocks, blocks, 'the fill fetched every block once');
   cache.clearMemory();
   const gets = store.stats.gets;
