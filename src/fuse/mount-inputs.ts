@@ -75,7 +75,7 @@ export async function mountInputs(opts: InputsMountOptions): Promise<InputsMount
   const mountpoint = path.resolve(opts.mountpoint);
   const { specs, configDir, force, kernel, allowOther, jobInputsDir: jobDir, mountpoint: _m, ...readOptions } = opts;
   const jobInputsDir = jobDir ?? mountpoint;
-  const sharing = await sharingOptions(allowOther ?? false, { flag: '--allow-other' });
+  const sharing = await sharingOptions(allowOther ?? false, 'leave out --allow-other');
   const readPath = new ReadPath({ ...readOptions, log });
   const inputs = new InputSet(specs, readPath.resolver, { log });
   const k = { ...DEFAULT_KERNEL_CACHE, ...kernel };

@@ -40,7 +40,7 @@ export async function mountServe(opts: ServeMountOptions): Promise<ServeMount> {
   const log = opts.log ?? (() => {});
   const mountpoint = path.resolve(opts.mountpoint);
   const { listingTtlSeconds, allowOther, force, kernel, maxIndexEntries, mountpoint: _m, ...readOptions } = opts;
-  const sharing = await sharingOptions(allowOther ?? true, { flag: 'vhfs serve (readable by every user unless --no-allow-other)' });
+  const sharing = await sharingOptions(allowOther ?? true, '--no-allow-other');
   const readPath = new ReadPath({ ...readOptions, log });
   const tree = new CatalogTree({
     catalog: opts.catalog, readPath, listingTtlMs: listingTtlSeconds * 1000, fetchTimeoutMs: opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs,

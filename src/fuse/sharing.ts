@@ -14,15 +14,17 @@ import { VhfsError } from '../util/errors.js';
 
 export const FUSE_CONF = '/etc/fuse.conf';
 
-/** The libfuse `-o` options for a mount every user may read (none when `allowOther` is false). */
-export async function sharingOptions(allowOther: boolean, opts: { fuseConf?: string; flag?: string } = {}): Promise<string[]> {
+/**
+ * The libfuse `-o` options for a mount every user may read (none when `allowOther` is false). `ownOnly` is
+ * how the user asks for a mount only they can read (`--no-allow-other`, or leaving `--allow-other` out).
+ */
+export async function sharingOptions(allowOther: boolean, ownOnly: string, fuseConf = FUSE_CONF): Promise<string[]> {
   if (!allowOther) return [];
   const uid = process.getuid?.() ?? 0;
-  const conf = opts.fuseConf ?? FUSE_CONF;
-  if (uid !== 0 && !(await userAllowOther(conf))) {
+  if (uid !== 0 && !(await userAllowOther(fuseConf))) {
     throw new VhfsError('UNSUPPORTED',
-      `${opts.flag ?? 'allow_other'} as a non-root user (uid ${uid}) needs a line "user_allow_other" in ${conf} ` +
-      `(add it as root), or mount as root, or let only uid ${uid} read the mount`);
+      `a mount every user may read (allow_other) needs, as a non-root user (uid ${uid}), a line "user_allow_other" ` +
+      `in ${fuseConf}: add it as root, run vhfs as root, or make the mount readable by uid ${uid} only (${ownOnly})`);
   }
   return ['allow_other', 'default_permissions'];
 }
