@@ -9,6 +9,8 @@
  *  (b) A job in its own container (`--device /dev/fuse --cap-add SYS_ADMIN`) mounts its inputs itself from
  *      the store (bind-mounted read-only) and reads them, as uid 1000 through `--allow-other`.
  *  (c) `vhfs serve` on the host; a container bind-mounts one version directory and reads it as uid 1000.
+ *  (d) A container started before `vhfs serve` (bind with `rslave` propagation) sees the mount appear, go
+ *      and come back when the daemon restarts, and reads through an alias symlink.
  *
  * Timings (image build, each part) are logged: `npx ava --verbose dist/test/container/jobs.test.js`.
  */
@@ -181,4 +183,44 @@ containerTest('(c) a container bind-mounts one version of a host vhfs serve and 
   t.log(`a container read ${r.value.files} files of a served version in ${r.ms} ms`);
   t.is((await vhfs(S!.home, ['serve', '--stop', mnt])).code, 0);
   t.false(await isMounted(mnt));
+});
+
+containerTest('(d) a running container sees vhfs serve mount, unmount and mount again through rslave propagation', async (t) => {
+  t.timeout(10 * 60_000);
+  // The host side of the bind must be a shared mount for mounts made later to reach containers (on systemd
+  // hosts `/` already is; here it is private, so the directory is made a shared mount of its own).
+  const shared = path.join(await scratch(t, 'propagation'), 'shared');
+  await fs.mkdir(path.join(shared, 'job'), { recursive: true, mode: 0o755 });
+  await fs.chmod(shared, 0o755);
+  const manifest: Record<string, string> = {};
+  for (const [p, f] of S!.packaged) manifest[path.posix.join('/data/mnt/datasets/pkg/@current', p)] = f.sha256;
+  await writeJson(path.join(shared, 'job', 'manifest.json'), manifest);
+  await fs.chmod(path.join(shared, 'job', 'manifest.json'), 0o644);
+  for (const args of [['--bind', shared, shared], ['--make-shared', shared]]) {
+    const r = await run('mount', args);
+    t.is(r.code, 0, r.stderr);
+  }
+  t.teardown(async () => { await run('umount', ['-l', shared]); });
+  t.is((await vhfs(S!.home, ['alias', 'set', 'dataset://pkg/current', 'v1'])).code, 0);
+
+  const name = `vhfs-test-${process.pid}-${Date.now()}`;
+  const started = await docker(['run', '-d', '--name', name, ...(await vhfsMounts()), '--user', JOB_USER, '-v', `${shared}:/data:ro,rslave`, IMAGE, 'sleep', '600']);
+  t.is(started.code, 0, started.stderr);
+  t.teardown(async () => { await docker(['rm', '-f', name]); });
+  const inContainer = async () => {
+    const r = await docker(['exec', name, 'python3', '-c', PY_READ_ALL, '/data/job/manifest.json', '3']);
+    return r.code === 0 ? (JSON.parse(r.stdout) as { files: number; bad: string[] }) : { files: 0, bad: [r.stderr.trim().slice(-300)] };
+  };
+
+  const mnt = path.join(shared, 'mnt');
+  for (const round of ['first', 'after a restart']) {
+    const served = await vhfsJson<{ pid: number }>(S!.home, ['serve', mnt]);
+    t.teardown(async () => { if (pidAlive(served.pid)) process.kill(served.pid, 'SIGKILL'); });
+    const read = await inContainer();
+    t.deepEqual(read.bad, [], round);
+    t.is(read.files, S!.packaged.size, round);
+    t.is((await vhfs(S!.home, ['serve', '--stop', mnt])).code, 0);
+    const after = await docker(['exec', name, 'ls', '-A', '/data/mnt']);
+    t.is(after.stdout, '', `${round}: the unmount reached the container too`);
+  }
 });
