@@ -158,6 +158,14 @@ containerTest('(b) a job inside its own container mounts its inputs itself and r
   t.deepEqual(r.value.input_errors, {});
   t.is(r.value.files, S!.files);
   t.log(`a container mounted and read ${S!.files} files (${r.value.bytes} bytes) in ${r.ms} ms, start to exit`);
+
+  // Without the device and the capability: one line that names them, and nothing left mounted.
+  const bare = await docker(['run', '--rm', ...(await vhfsMounts()), '-v', `${path.join(S!.home, 'store')}:/store:ro`, IMAGE, 'sh', '-c',
+    `${vhfsIn} mount --root /valohai ${inputs} --wait; echo "exit $?"; grep -c ' /valohai/inputs ' /proc/self/mountinfo || true`]);
+  t.is(bare.code, 0, bare.stderr);
+  t.regex(bare.stderr, /^vhfs: cannot mount \/valohai\/inputs: fuse failed .*--device \/dev\/fuse --cap-add SYS_ADMIN/m);
+  t.is(bare.stderr.trim().split('\n').length, 1, bare.stderr);
+  t.deepEqual(bare.stdout.trim().split('\n'), ['exit 6', '0']);
 });
 
 containerTest('(c) a container bind-mounts one version of a host vhfs serve and reads it as uid 1000', async (t) => {
