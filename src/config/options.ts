@@ -166,7 +166,7 @@ export const SERVE_OPTIONS = {
   },
   listingTtl: {
     flags: '--listing-ttl <seconds>', parse: parseSeconds, default: 10,
-    help: 'reuse listings of datasets, versions and aliases this long; a new version or a moved alias shows within it',
+    help: 'reuse listings of datasets, versions and aliases this long: moved aliases and new versions show within it (twice it for a name looked up while missing)',
   },
   ...READ_OPTIONS,
   kernelCache: MOUNT_OPTIONS.kernelCache,

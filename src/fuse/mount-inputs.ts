@@ -15,7 +15,6 @@
  * are the block cache's readahead's job. The figures behind these choices are in native-notes/.
  */
 import path from 'node:path';
-import type Fuse from 'fuse-native';
 import type { Catalog } from '../catalog/catalog.js';
 import type { BlockCache } from '../cache/block-cache.js';
 import { ReadPath, type ReadPathOptions } from '../inputs/read-path.js';
@@ -23,24 +22,10 @@ import { InputSet } from '../inputs/input-set.js';
 import { writeInputsJson } from '../inputs/inputs-json.js';
 import type { InputSpec } from '../inputs/config.js';
 import { inputsOps } from './inputs-fs.js';
-import { mountFuse, unmountFuse } from './mountpoint.js';
-import { sharingOptions } from './sharing.js';
-import { DEFAULTS } from '../config/options.js';
+import { DEFAULT_KERNEL_CACHE, mountReadOnly, type KernelCacheOptions } from './read-only-mount.js';
 import { describeError } from '../util/errors.js';
 
-export interface KernelCacheOptions {
-  entryTimeout: number;
-  attrTimeout: number;
-  negativeTimeout: number;
-  kernelCache: boolean;
-}
-
-export const DEFAULT_KERNEL_CACHE: KernelCacheOptions = {
-  entryTimeout: DEFAULTS.cacheTimeoutSeconds,
-  attrTimeout: DEFAULTS.cacheTimeoutSeconds,
-  negativeTimeout: DEFAULTS.cacheTimeoutSeconds,
-  kernelCache: true,
-};
+export { DEFAULT_KERNEL_CACHE, type KernelCacheOptions };
 
 export interface InputsMountOptions extends Omit<ReadPathOptions, 'readaheadLimit' | 'log'> {
   /** Where the inputs are mounted (`<root>/inputs`). */
@@ -75,27 +60,12 @@ export async function mountInputs(opts: InputsMountOptions): Promise<InputsMount
   const mountpoint = path.resolve(opts.mountpoint);
   const { specs, configDir, force, kernel, allowOther, jobInputsDir: jobDir, mountpoint: _m, ...readOptions } = opts;
   const jobInputsDir = jobDir ?? mountpoint;
-  const sharing = await sharingOptions(allowOther ?? false, 'leave out --allow-other');
   const readPath = new ReadPath({ ...readOptions, log });
   const inputs = new InputSet(specs, readPath.resolver, { log });
-  const k = { ...DEFAULT_KERNEL_CACHE, ...kernel };
-  let fuse: Fuse;
-  try {
-    fuse = await mountFuse(mountpoint, inputsOps(inputs, readPath, { log }), {
-      force: force ?? false,
-      fsname: 'vhfs',
-      subtype: 'vhfs',
-      entryTimeout: k.entryTimeout,
-      attrTimeout: k.attrTimeout,
-      kernelCache: k.kernelCache,
-      extraOptions: [`negative_timeout=${k.negativeTimeout}`, 'ro', ...sharing],
-      onHandlerError: (op, err) => log(`error: FUSE ${op} handler threw: ${describeError(err)}`),
-    });
-  } catch (err) {
-    await readPath.close();
-    throw err;
-  }
-  log(`mounted ${mountpoint} (${specs.length} inputs, resolved on first use${sharing.length ? ', readable by every user' : ''}${jobInputsDir !== mountpoint ? `; jobs see it as ${jobInputsDir}` : ''})`);
+  const mounted = await mountReadOnly(mountpoint, inputsOps(inputs, readPath, { log }), readPath, {
+    force: force ?? false, kernel: { ...DEFAULT_KERNEL_CACHE, ...kernel }, allowOther: allowOther ?? false, ownOnly: 'leave out --allow-other', log,
+  });
+  log(`mounted ${mountpoint} (${specs.length} inputs, resolved on first use${mounted.shared ? ', readable by every user' : ''}${jobInputsDir !== mountpoint ? `; jobs see it as ${jobInputsDir}` : ''})`);
 
   const inputsJsonPath = path.join(path.resolve(configDir), 'inputs.json');
   const inputsJson = (async () => {
@@ -108,18 +78,8 @@ export async function mountInputs(opts: InputsMountOptions): Promise<InputsMount
   })();
   inputsJson.catch((err: unknown) => log(`error: could not write ${inputsJsonPath}: ${describeError(err)}`));
 
-  let unmounted = false;
   return {
     mountpoint, jobInputsDir, inputsJsonPath, inputs, cache: readPath.cache, inputsJson,
-    async unmount() {
-      if (unmounted) return;
-      unmounted = true;
-      try {
-        await unmountFuse(fuse);
-        log(`unmounted ${mountpoint}`);
-      } finally {
-        await readPath.close();
-      }
-    },
+    unmount: () => mounted.unmount(),
   };
 }

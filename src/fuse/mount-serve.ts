@@ -8,14 +8,11 @@
  * negative lookups for the listing TTL, page cache kept across opens (what a file holds never changes).
  */
 import path from 'node:path';
-import type Fuse from 'fuse-native';
 import type { BlockCache } from '../cache/block-cache.js';
 import { ReadPath, type ReadPathOptions } from '../inputs/read-path.js';
 import { DEFAULTS } from '../config/options.js';
-import { describeError } from '../util/errors.js';
-import { mountFuse, unmountFuse } from './mountpoint.js';
+import { mountReadOnly } from './read-only-mount.js';
 import { CatalogTree, serveOps } from './serve-fs.js';
-import { sharingOptions } from './sharing.js';
 
 export interface ServeMountOptions extends Omit<ReadPathOptions, 'readaheadLimit' | 'log'> {
   mountpoint: string;
@@ -40,43 +37,17 @@ export async function mountServe(opts: ServeMountOptions): Promise<ServeMount> {
   const log = opts.log ?? (() => {});
   const mountpoint = path.resolve(opts.mountpoint);
   const { listingTtlSeconds, allowOther, force, kernel, maxIndexEntries, mountpoint: _m, ...readOptions } = opts;
-  const sharing = await sharingOptions(allowOther ?? true, '--no-allow-other');
   const readPath = new ReadPath({ ...readOptions, log });
   const tree = new CatalogTree({
     catalog: opts.catalog, readPath, listingTtlMs: listingTtlSeconds * 1000, fetchTimeoutMs: opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs,
     ...(maxIndexEntries !== undefined ? { maxIndexEntries } : {}), log,
   });
   const timeout = kernel?.entryTimeout ?? DEFAULTS.cacheTimeoutSeconds;
-  let fuse: Fuse;
-  try {
-    fuse = await mountFuse(mountpoint, serveOps(tree, readPath, { log }), {
-      force: force ?? false,
-      fsname: 'vhfs',
-      subtype: 'vhfs',
-      entryTimeout: timeout,
-      attrTimeout: kernel?.attrTimeout ?? timeout,
-      kernelCache: kernel?.kernelCache ?? true,
-      extraOptions: [`negative_timeout=${listingTtlSeconds}`, 'ro', ...sharing],
-      onHandlerError: (op, err) => log(`error: FUSE ${op} handler threw: ${describeError(err)}`),
-    });
-  } catch (err) {
-    await readPath.close();
-    throw err;
-  }
-  log(`serving the catalog of ${opts.catalog.store.url} at ${mountpoint} (listings refreshed after ${listingTtlSeconds} s${sharing.length ? ', readable by every user' : ''})`);
-
-  let unmounted = false;
-  return {
-    mountpoint, tree, cache: readPath.cache,
-    async unmount() {
-      if (unmounted) return;
-      unmounted = true;
-      try {
-        await unmountFuse(fuse);
-        log(`unmounted ${mountpoint}`);
-      } finally {
-        await readPath.close();
-      }
-    },
-  };
+  const mounted = await mountReadOnly(mountpoint, serveOps(tree, readPath, { log }), readPath, {
+    force: force ?? false,
+    kernel: { entryTimeout: timeout, attrTimeout: kernel?.attrTimeout ?? timeout, negativeTimeout: listingTtlSeconds, kernelCache: kernel?.kernelCache ?? true },
+    allowOther: allowOther ?? true, ownOnly: '--no-allow-other', log,
+  });
+  log(`serving the catalog of ${opts.catalog.store.url} at ${mountpoint} (listings refreshed after ${listingTtlSeconds} s${mounted.shared ? ', readable by every user' : ''})`);
+  return { mountpoint, tree, cache: readPath.cache, unmount: () => mounted.unmount() };
 }

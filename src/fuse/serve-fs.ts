@@ -28,7 +28,8 @@
  * versions" cannot be said directly; what a browse level shows that can change is served by requests the
  * kernel never caches instead:
  *  - entries and attributes: long (`--cache-timeout`), since a name's meaning never changes (see above);
- *  - negative lookups: the listing TTL, so a version or alias created later appears within it;
+ *  - negative lookups: the listing TTL, so a version or alias created later appears within it, or within
+ *    twice it when the kernel had just cached a miss answered from a listing about to expire;
  *  - readdir: never cached with libfuse 2 (no FOPEN_CACHE_DIR), so listings follow the listing TTL;
  *  - readlink: never cached (protocol 7.19 has no FUSE_CACHE_SYMLINKS), so a moved alias is followed to
  *    its new version within the listing TTL. Only its `st_size` (the target's length) may stay stale.
