@@ -218,14 +218,14 @@ function dropCaches(): void {
 }
 
 /** Run `parallel` reader processes over `lists`; returns {files/s, MB/s} over the wall time of all. */
-async function readWith(lists: string[][]): Promise<{ filesPerSec: number; mbPerSec: number; truncated: boolean }> {
+async function readWith(lists: string[][]): Promise<{ filesPerSec: number; mbPerSec: number; truncated: boolean; p50Ms: number; p99Ms: number }> {
   const readers = lists.map((list, i) => {
     const file = join(cfg.work, `list-${i}.txt`);
     writeFileSync(file, list.join('\n') + '\n');
     const child = spawn(process.execPath, [READER, file, String(cfg.budgetSeconds * 1000)], { stdio: ['pipe', 'pipe', 'inherit'] });
     let out = '';
     const waiting = new Promise<void>((r) => child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('waiting')) r(); }));
-    const done = new Promise<{ start: number; end: number; files: number; bytes: number; truncated: boolean; error?: string }>((r, rej) => {
+    const done = new Promise<{ start: number; end: number; files: number; bytes: number; truncated: boolean; p50Ms: number; p99Ms: number; error?: string }>((r, rej) => {
       child.on('exit', () => {
         const line = out.split('\n').find((l) => l.startsWith('{'));
         if (!line) return rej(new Error('reader printed nothing'));
@@ -241,7 +241,19 @@ async function readWith(lists: string[][]): Promise<{ filesPerSec: number; mbPer
   const secs = (Math.max(...results.map((r) => r.end)) - Math.min(...results.map((r) => r.start))) / 1000;
   const files = results.reduce((a, r) => a + r.files, 0);
   const bytes = results.reduce((a, r) => a + r.bytes, 0);
-  return { filesPerSec: files / secs, mbPerSec: bytes / secs / 1e6, truncated: results.some((r) => r.truncated) };
+  return {
+    filesPerSec: files / secs, mbPerSec: bytes / secs / 1e6, truncated: results.some((r) => r.truncated),
+    p50Ms: median(results.map((r) => r.p50Ms)), p99Ms: Math.max(...results.map((r) => r.p99Ms)),
+  };
+}
+
+/** Seconds for `find ROOT -type f` to list every file (cold: after dropping caches). */
+function timeFind(root: string): { seconds: number; files: number } {
+  const t0 = performance.now();
+  const r = spawnSync('find', [root, '-type', 'f'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const seconds = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`find ${root}: ${r.stderr.trim().split('\n')[0]}`);
+  return { seconds, files: r.stdout.split('\n').filter(Boolean).length };
 }
 
 /** Deterministic shuffle (mulberry32), so every target reads the same random order. */
@@ -282,10 +294,14 @@ function treeRssKiB(pid: number): number {
 
 type Metrics = Record<string, number>;
 const METRICS: [string, string][] = [
-  ['mount', 'mount → first ls (s)'], ['seq1', 'in order, pass 1 (files/s)'], ['seq2', 'in order, pass 2 (files/s)'],
-  ['rand1', 'random, 1 reader (files/s)'], ['rand4', 'random, 4 readers (files/s)'], ['big1', '1 big file pass 1 (MB/s)'],
-  ['big2', '1 big file pass 2 (MB/s)'], ['rss', 'daemon RSS (MiB)'],
+  ['mount', 'mount → first ls (s)'], ['find1', '`find -type f` cold (s)'], ['find2', '`find -type f` warm (s)'],
+  ['seq1', 'in order, pass 1 (files/s)'], ['seq2', 'in order, pass 2 (files/s)'],
+  ['rand1', 'random, 1 reader (files/s)'], ['p50', 'random, 1 reader, p50 (ms)'], ['p99', 'random, 1 reader, p99 (ms)'],
+  ['rand2', 'random, 2 readers (files/s)'], ['rand4', 'random, 4 readers (files/s)'], ['big1', '1 big file pass 1 (MB/s)'],
+  ['big2', '1 big file pass 2 (MB/s)'], ['rssSeq', 'daemon RSS after pass 1 (MiB)'], ['rss', 'daemon RSS at the end (MiB)'],
 ];
+/** Metrics where less is better (times), shown as ratios the other way up. */
+const LOWER_IS_BETTER = new Set(['mount', 'find1', 'find2', 'p50', 'p99']);
 
 /** Metrics whose measurement hit the time budget (per target, any run). */
 const truncated = new Map<string, Set<string>>();
@@ -301,11 +317,23 @@ async function measureOnce(target: string): Promise<Metrics> {
     const files = relFiles().map((r) => join(m.root, r));
     const random = shuffled(files, 42);
     const out: Metrics = { mount: m.mountSeconds };
+    const pid = m.daemonPid ?? m.daemon?.pid;
+    dropCaches();
+    const found = timeFind(m.root);
+    if (found.files !== cfg.files + (cfg.bigSize > 0 ? 1 : 0)) throw new Error(`find listed ${found.files} files, expected ${cfg.files + (cfg.bigSize > 0 ? 1 : 0)}`);
+    out.find1 = found.seconds;
+    out.find2 = timeFind(m.root).seconds;
     dropCaches();
     out.seq1 = mark('seq1', await readWith([files])).filesPerSec;
+    if (pid) out.rssSeq = treeRssKiB(pid) / 1024;
     out.seq2 = mark('seq2', await readWith([files])).filesPerSec;
     dropCaches();
-    out.rand1 = mark('rand1', await readWith([random])).filesPerSec;
+    const r1 = mark('rand1', await readWith([random]));
+    out.rand1 = r1.filesPerSec;
+    out.p50 = r1.p50Ms;
+    out.p99 = r1.p99Ms;
+    dropCaches();
+    out.rand2 = mark('rand2', await readWith(split(random, 2))).filesPerSec;
     dropCaches();
     out.rand4 = mark('rand4', await readWith(split(random, 4))).filesPerSec;
     if (cfg.bigSize > 0) {
@@ -313,7 +341,6 @@ async function measureOnce(target: string): Promise<Metrics> {
       out.big1 = mark('big1', await readWith([[join(m.root, BIG)]])).mbPerSec;
       out.big2 = mark('big2', await readWith([[join(m.root, BIG)]])).mbPerSec;
     }
-    const pid = m.daemonPid ?? m.daemon?.pid;
     if (pid) out.rss = treeRssKiB(pid) / 1024;
     return out;
   } finally {
@@ -327,8 +354,8 @@ const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); cons
 
 function fmtValue(key: string, v: number | undefined): string {
   if (v === undefined || Number.isNaN(v)) return '–';
-  if (key === 'mount') return v.toFixed(2);
-  if (key === 'rss') return v.toFixed(0);
+  if (LOWER_IS_BETTER.has(key)) return v < 10 ? v.toFixed(v < 1 ? 3 : 2) : v.toFixed(1);
+  if (key.startsWith('rss')) return v.toFixed(0);
   return v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0);
 }
 
@@ -340,12 +367,27 @@ function table(results: Map<string, Metrics | string>): string {
     const cells = METRICS.map(([k]) => {
       const v = r[k];
       const base = typeof local === 'object' ? local[k] : undefined;
-      const ratio = k !== 'mount' && k !== 'rss' && base && v !== undefined && target !== 'local' ? ` (${(v / base).toFixed(2)}×)` : '';
+      // Ratios say how many times better than local disk (or its fraction): higher is always better.
+      const ratio = !k.startsWith('rss') && k !== 'mount' && base && v && target !== 'local'
+        ? ` (${(LOWER_IS_BETTER.has(k) ? base / v : v / base).toFixed(2)}×)` : '';
       return fmtValue(k, v) + (truncated.get(target)?.has(k) ? '*' : '') + ratio;
     });
     rows.push(`| ${target} | ${cells.join(' | ')} |`);
   }
   return rows.join('\n');
+}
+
+/** vhfs against each FUSE peer, metric by metric: > 1 means vhfs is better (faster, or less time). */
+function versusPeers(results: Map<string, Metrics | string>): string {
+  const v = results.get('vhfs');
+  if (typeof v !== 'object') return '';
+  const peers = [...results].filter(([t, r]) => t !== 'vhfs' && typeof r === 'object') as Array<[string, Metrics]>;
+  const keys = METRICS.filter(([k]) => k !== 'mount' && !k.startsWith('rss'));
+  const rows = ['', '### vhfs ÷ each target (higher is better for vhfs)', '', `| target | ${keys.map(([, h]) => h).join(' | ')} |`, `|---|${keys.map(() => '---').join('|')}|`];
+  for (const [target, r] of peers) {
+    rows.push(`| ${target} | ${keys.map(([k]) => (v[k] && r[k] ? `${(LOWER_IS_BETTER.has(k) ? r[k] / v[k] : v[k] / r[k]).toFixed(2)}×` : '–')).join(' | ')} |`);
+  }
+  return rows.join('\n') + '\n';
 }
 
 // ------------------------------------------------------------------------------------------------ main
@@ -380,10 +422,10 @@ async function main(): Promise<void> {
   }
   const header = `## Peer benchmark ${started}\n\n${cfg.files} files × ${cfg.fileSize} B in ${cfg.dirs} dirs + one ${(cfg.bigSize / 2 ** 20).toFixed(0)} MiB file; ` +
     `median of ${cfg.runs} run(s); page cache dropped before pass 1 and random reads${cfg.dropCaches ? '' : ' (disabled)'}; ` +
-    `ratios are to \`local\`; ${readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length} CPUs, kernel ` +
+    `ratios are to \`local\` (above 1: better than local; times are inverted so that holds); ${readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length} CPUs, kernel ` +
     `${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}.\n\nCommand: \`node dist/scripts/bench/peers.js ${process.argv.slice(2).join(' ')}\`\n\n`;
   const note = truncated.size ? `\n\n\\* stopped at the ${cfg.budgetSeconds} s budget; rate from the part that was read.` : '';
-  const md = header + table(results) + note + '\n';
+  const md = header + table(results) + note + '\n' + versusPeers(results);
   const dir = join(cfg.work, 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `peers-${started.replace(/[:.]/g, '-')}.md`);

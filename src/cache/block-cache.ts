@@ -39,12 +39,17 @@ import { ChunkTable } from '../util/chunk-hashes.js';
 import { DEFAULTS } from '../config/options.js';
 import { MemoryTier } from './memory.js';
 import { getRangeWithin } from '../store/deadline.js';
+import { mapLimit } from '../util/concurrency.js';
 import { FetchQueue, Priority } from './fetch-queue.js';
 
 /** A persistent tier of whole, verified blocks, keyed by (source name, block size, block number). */
 export interface BlockDisk {
   get(source: string, blockSize: number, block: number): Promise<Buffer | undefined>;
   put(source: string, blockSize: number, block: number, data: Buffer): Promise<void>;
+  /** Whether the block is there, without reading it (background filling skips what is). */
+  has?(source: string, blockSize: number, block: number): Promise<boolean>;
+  /** `length` bytes at `offset` inside a block that is there, or undefined (a small file's few KiB of a block). */
+  getRange?(source: string, blockSize: number, block: number, offset: number, length: number): Promise<Buffer | undefined>;
 }
 
 /** The file (zip member or blob) a read belongs to: its extent in the source, and its CRC-32 if known. */
@@ -96,6 +101,8 @@ export interface BlockCacheStats {
   verifiedBytes: number;
   uncheckedBytes: number;
   integrityFailures: number;
+  /** Blocks fetched by background filling. */
+  fillBlocks: number;
 }
 
 /**
@@ -104,6 +111,10 @@ export interface BlockCacheStats {
  * to serve a file), which docs/SEMANTICS.md says.
  */
 const MEMBER_CHECK_MAX = 64 * 1024 * 1024;
+
+/** Random reads of a remote source after which it is filled in the background; runs fetched at once then. */
+const FILL_AFTER_RANDOM_READS = 16;
+const FILL_PARALLEL = 4;
 
 /** Per source (one ObjectRef object of an index): its cache key prefix, access pattern and chunk table. */
 interface SourceState {
@@ -117,13 +128,16 @@ interface SourceState {
   table?: Promise<ChunkTable | undefined>;
   /** Starts of members checked whole against their CRC-32 (sources without a chunk table). */
   checkedMembers: Set<number>;
+  /** Reads that were not sequential; past a threshold a remote source is filled in the background. */
+  randomReads: number;
+  fill?: Promise<void>;
 }
 
 export class BlockCache {
   readonly blockSize: number;
   readonly stats: BlockCacheStats = {
     memoryHits: 0, diskHits: 0, storeFetches: 0, storeBlocks: 0, extentFetches: 0, readaheadBlocks: 0, waits: 0,
-    verifiedBytes: 0, uncheckedBytes: 0, integrityFailures: 0,
+    verifiedBytes: 0, uncheckedBytes: 0, integrityFailures: 0, fillBlocks: 0,
   };
   private readonly store: ObjectStore;
   private readonly storeFor: (url: string) => ObjectStore;
@@ -141,6 +155,7 @@ export class BlockCache {
   private readonly extentMax: number;
   private readonly warn: (message: string) => void;
   private readonly readaheadLimit?: (source: ObjectRef) => number | undefined;
+  private closed = false;
 
   constructor(opts: BlockCacheOptions) {
     this.store = opts.store;
@@ -206,6 +221,7 @@ export class BlockCache {
     const end = Math.min(offset + length, source.size);
     const st = this.state(source);
     return this.withDeadline(source, offset, end, async () => {
+      if (!this.isSequential(st, offset)) this.noteRandomRead(source, st);
       if (file && file.size > 0 && file.size <= this.extentMax && !this.isSequential(st, file.start)) {
         const data = await this.extent(source, st, file);
         const n = data.copy(dst, 0, offset - file.start, end - file.start);
@@ -235,6 +251,11 @@ export class BlockCache {
       this.noteAccess(source, st, offset, end);
       return n;
     });
+  }
+
+  /** Stop background work (filling); reads still work. */
+  close(): void {
+    this.closed = true;
   }
 
   /** Drop every cached block of memory (tests, and `vhfs cache drop`). Disk blocks stay. */
@@ -321,13 +342,37 @@ export class BlockCache {
       pending.promote();
       return pending.promise;
     }
-    this.stats.extentFetches++;
     const job = this.queue(source).run(Priority.Reader, async () => {
-      const data = await this.fetch(source, file.start, file.size);
+      const data = (await this.extentFromDisk(source, st, file)) ?? (this.stats.extentFetches++, await this.fetch(source, file.start, file.size));
       await this.checkExtent(source, st, file, data);
       return data;
     });
     return this.track(key, file.size, job, (data) => this.memory.set(key, data));
+  }
+
+  /**
+   * A member from the disk tier when all of it is there, else undefined. Only the member's own bytes are
+   * read from each block (a 10 KiB file does not cost a 256 KiB read); the caller checks them as an extent.
+   */
+  private async extentFromDisk(source: ObjectRef, st: SourceState, file: FileExtent): Promise<Buffer | undefined> {
+    const disk = this.diskFor(source);
+    if (!disk) return undefined;
+    const bs = this.blockSize;
+    const first = Math.floor(file.start / bs);
+    const last = Math.floor((file.start + file.size - 1) / bs);
+    const parts = await Promise.all(Array.from({ length: last - first + 1 }, (_, k) => {
+      const b = first + k;
+      const from = Math.max(file.start, b * bs) - b * bs;
+      const to = Math.min(file.start + file.size, (b + 1) * bs) - b * bs;
+      const read = disk.getRange
+        ? disk.getRange(st.id, bs, b, from, to - from)
+        : disk.get(st.id, bs, b).then((block) => block?.subarray(from, to));
+      return read.catch(() => undefined);
+    }));
+    if (!parts.every((p) => p !== undefined && p.length > 0)) return undefined;
+    this.stats.diskHits += parts.length;
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts as Buffer[]);
+    return data.length === file.size ? data : undefined;
   }
 
   private async checkExtent(source: ObjectRef, st: SourceState, file: FileExtent, data: Buffer): Promise<void> {
@@ -378,18 +423,18 @@ export class BlockCache {
   }
 
   /** Start fetching `blocks` (sorted, none cached or in flight): runs of consecutive blocks, one ranged GET per run. */
-  private fetchBlocks(source: ObjectRef, st: SourceState, blocks: number[], priority: Priority): Array<Promise<Buffer>> {
+  private fetchBlocks(source: ObjectRef, st: SourceState, blocks: number[], priority: Priority, toMemory = true): Array<Promise<Buffer>> {
     const promises: Array<Promise<Buffer>> = [];
     let runStart = 0;
     for (let k = 1; k <= blocks.length; k++) {
       if (k < blocks.length && blocks[k] === blocks[k - 1] + 1 && k - runStart < this.runBlocks) continue;
-      promises.push(...this.fetchRun(source, st, blocks[runStart], blocks[k - 1], priority));
+      promises.push(...this.fetchRun(source, st, blocks[runStart], blocks[k - 1], priority, toMemory));
       runStart = k;
     }
     return promises;
   }
 
-  private fetchRun(source: ObjectRef, st: SourceState, first: number, last: number, priority: Priority): Array<Promise<Buffer>> {
+  private fetchRun(source: ObjectRef, st: SourceState, first: number, last: number, priority: Priority, toMemory: boolean): Array<Promise<Buffer>> {
     const bs = this.blockSize;
     const bytes = Math.min((last + 1) * bs, source.size) - first * bs;
     const job = this.queue(source).run(priority, () => this.loadRun(source, st, first, last));
@@ -397,7 +442,7 @@ export class BlockCache {
     for (let b = first; b <= last; b++) {
       const key = blockKey(st, b);
       const share = { promise: job.promise.then((blocks) => blocks[b - first]), promote: job.promote };
-      promises.push(this.track(key, b === first ? bytes : 0, share, (buf) => this.memory.set(key, buf)));
+      promises.push(this.track(key, b === first ? bytes : 0, share, toMemory ? (buf) => this.memory.set(key, buf) : () => undefined));
     }
     return promises;
   }
@@ -415,7 +460,7 @@ export class BlockCache {
 
   private async loadRun(source: ObjectRef, st: SourceState, first: number, last: number): Promise<Buffer[]> {
     const bs = this.blockSize;
-    const disk = this.disk && (this.diskForLocal || !this.storeOf(source).url.startsWith('file:')) ? this.disk : undefined;
+    const disk = this.diskFor(source);
     if (disk) {
       const fromDisk = await Promise.all(
         Array.from({ length: last - first + 1 }, (_, k) => disk.get(st.id, bs, first + k).catch(() => undefined)),
@@ -474,7 +519,7 @@ export class BlockCache {
   private state(source: ObjectRef): SourceState {
     let st = this.states.get(source);
     if (!st) {
-      st = { id: `${source.store ?? this.store.url}/${source.key}`, lastEnd: -1, lastBlock: -1, window: 0, aheadUntil: -1, checkedMembers: new Set() };
+      st = { id: `${source.store ?? this.store.url}/${source.key}`, lastEnd: -1, lastBlock: -1, window: 0, aheadUntil: -1, checkedMembers: new Set(), randomReads: 0 };
       this.states.set(source, st);
     }
     return st;
@@ -500,9 +545,23 @@ export class BlockCache {
     if (!where) return Promise.resolve(undefined);
     st.table ??= (async () => {
       const store = this.storeOf(source);
-      const buf = await getRangeWithin(store, where.key, where.offset, where.length, this.fetchTimeoutMs);
-      const table = ChunkTable.parseRecorded(buf, where, `${store.url}/${where.key}`);
-      if (table.covered > source.size) throw new VhfsError('BAD_PACKAGE', `${store.url}/${where.key}: its chunk table covers ${table.covered} bytes of a ${source.size}-byte object`);
+      let buf: Buffer;
+      try {
+        buf = await getRangeWithin(store, where.key, where.offset, where.length, this.fetchTimeoutMs);
+      } catch (err) {
+        // A blob written before blobs had tables has none: checked as a whole blob only. (A package's own
+        // table, which its central directory records, must be there.)
+        if (where.crc32 === undefined && isVhfsError(err, 'NOT_FOUND')) {
+          this.warn(`${store.url}/${source.key}: no chunk table (${where.key}); its blocks are checked only when the whole blob is read`);
+          return undefined;
+        }
+        throw err;
+      }
+      const label = `${store.url}/${where.key}`;
+      const table = where.crc32 !== undefined ? ChunkTable.parseRecorded(buf, { ...where, crc32: where.crc32 }, label) : ChunkTable.parse(buf, label);
+      if (table.covered !== where.covered || table.covered > source.size) {
+        throw new VhfsError('BAD_PACKAGE', `${label}: its chunk table covers ${table.covered} bytes, expected ${where.covered} of a ${source.size}-byte object`);
+      }
       return table;
     })();
     // A failed read of the table is not remembered: the next read tries again.
@@ -527,6 +586,48 @@ export class BlockCache {
     return new VhfsError('INTEGRITY', `${this.storeOf(source).url}/${source.key}: bytes ${start}-${end - 1} do not match ${against} (corrupt or changed in the store); not served`);
   }
 
+  private diskFor(source: ObjectRef): BlockDisk | undefined {
+    return this.disk && (this.diskForLocal || !this.storeOf(source).url.startsWith('file:')) ? this.disk : undefined;
+  }
+
+  // ------------------------------------------------------------------------------ background filling
+
+  /**
+   * A reader walking a remote source at random (a shuffled epoch over a package) pays a round trip per
+   * file. Past `FILL_AFTER_RANDOM_READS` such reads, the whole source is fetched into the disk tier in the
+   * background, in runs of `runBytes`, `FILL_PARALLEL` at a time, at the lowest priority of the fetch queue
+   * (a reader's miss always goes first); readers then find their files on disk. So a shuffled pass over a
+   * cold package costs about one download of it, not one round trip per file.
+   */
+  private noteRandomRead(source: ObjectRef, st: SourceState): void {
+    if (st.fill || this.closed || ++st.randomReads < FILL_AFTER_RANDOM_READS) return;
+    const disk = this.diskFor(source);
+    if (!disk || this.storeOf(source).url.startsWith('file:')) return;
+    st.fill = this.fill(source, st, disk).catch((err: unknown) =>
+      this.warn(`background filling of ${source.key} stopped: ${err instanceof Error ? err.message : String(err)}`));
+  }
+
+  private async fill(source: ObjectRef, st: SourceState, disk: BlockDisk): Promise<void> {
+    const bs = this.blockSize;
+    const lastBlock = Math.ceil(source.size / bs) - 1;
+    const runs: Array<[number, number]> = [];
+    for (let b = 0; b <= lastBlock; b += this.runBlocks) runs.push([b, Math.min(b + this.runBlocks - 1, lastBlock)]);
+    this.warn(`filling ${this.storeOf(source).url}/${source.key} (${source.size} bytes) in the background: its readers walk it at random`);
+    await mapLimit(runs, FILL_PARALLEL, async ([first, last]) => {
+      if (this.closed) return;
+      const wanted: number[] = [];
+      for (let b = first; b <= last; b++) {
+        const key = blockKey(st, b);
+        if (this.memory.has(key) || this.inflight.has(key)) continue;
+        if (disk.has ? await disk.has(st.id, bs, b).catch(() => false) : false) continue;
+        wanted.push(b);
+      }
+      if (wanted.length === 0) return;
+      this.stats.fillBlocks += wanted.length;
+      await Promise.all(this.fetchBlocks(source, st, wanted, Priority.Background, false));
+    });
+  }
+
   // --------------------------------------------------------------------------------------- readahead
 
   /**
@@ -545,6 +646,8 @@ export class BlockCache {
       return;
     }
     if (last === st.lastBlock && st.window > 0) return; // still inside the same block: nothing new to predict
+    // The reader has moved on: the blocks behind it are spent, whatever in them no file took.
+    for (let b = Math.max(0, st.lastBlock - 1); b < Math.floor(offset / this.blockSize); b++) this.memory.spend(blockKey(st, b));
     st.lastBlock = last;
     if (st.aheadUntil - last > st.window / 2) return;
     // Fetched-but-unread data and fetches in flight stay within half the memory budget.

@@ -6,8 +6,8 @@
  * would double the memory a mount costs for nothing. So every entry counts the bytes not yet delivered to
  * a reader; once all are (`deliver`), the entry moves from the *fresh* set (fetched, still wanted: blocks
  * read ahead, the rest of a block a reader is halfway through) to the *spent* set (kept only while there is
- * room: a page the kernel dropped under memory pressure, a second reader racing the first). Eviction takes
- * spent entries first, oldest first, then fresh ones, oldest first. Both sets are Maps, whose iteration
+ * room, and in a quarter of the budget at most: a page the kernel dropped under memory pressure, a second
+ * reader racing the first). Eviction takes spent entries first, oldest first, then fresh ones, oldest first. Both sets are Maps, whose iteration
  * order is insertion order: a hit re-inserts, which makes them LRU lists with O(1) operations.
  */
 export interface MemoryStats {
@@ -67,11 +67,21 @@ export class MemoryTier {
     const e = this.fresh.get(key);
     if (!e) return;
     e.undelivered -= bytes;
-    if (e.undelivered > 0) return;
+    if (e.undelivered <= 0) this.spend(key);
+  }
+
+  /**
+   * Entry `key` will not be asked for again, delivered whole or not: a sequential reader has passed it
+   * (the bytes of a block that no reader takes are a package's headers and padding).
+   */
+  spend(key: string): void {
+    const e = this.fresh.get(key);
+    if (!e) return;
     this.fresh.delete(key);
     this.freshBytes -= e.data.length;
     this.spent.set(key, e);
     this.spentBytes += e.data.length;
+    this.evict();
   }
 
   delete(key: string): void {
@@ -99,13 +109,16 @@ export class MemoryTier {
   }
 
   private evict(): void {
-    while (this.bytes > this.budget) {
-      const from = this.spent.size > 0 ? this.spent : this.fresh;
-      const [key, e] = from.entries().next().value as [string, Entry];
-      from.delete(key);
-      if (from === this.spent) this.spentBytes -= e.data.length;
-      else this.freshBytes -= e.data.length;
-      this.evictions++;
-    }
+    // Spent data is the kernel's to keep: a quarter of the budget at most, for the few re-reads it sees.
+    while (this.spentBytes > this.budget / 4) this.dropOldest(this.spent);
+    while (this.bytes > this.budget) this.dropOldest(this.spent.size > 0 ? this.spent : this.fresh);
+  }
+
+  private dropOldest(from: Map<string, Entry>): void {
+    const [key, e] = from.entries().next().value as [string, Entry];
+    from.delete(key);
+    if (from === this.spent) this.spentBytes -= e.data.length;
+    else this.freshBytes -= e.data.length;
+    this.evictions++;
   }
 }

@@ -11,30 +11,39 @@
  *  - listings of collections, versions and aliases come from the store; queries over datums
  *    (`findDatums`) only see what this host has ingested — run `sync()` to pick up other hosts' datums.
  *
- * Datum bodies are never held in memory unless given as a Buffer: a stream is spooled to a local temp
- * file while being hashed (its content address is only known at the end), a file path is hashed in
- * place; the blob is then uploaded create-if-absent to `blobs/sha256/<hex>` unless it is already there
- * (dedup), with the upload re-hashed so a file changing underneath is caught.
+ * Datum bodies: a stream is spooled to a local temp file (its content address is only known at the end),
+ * a file is read once when it fits in memory (hash, chunk table and upload from the same bytes) and
+ * otherwise hashed in one pass and uploaded in a second that is hashed again; the blob goes create-if-
+ * absent to `blobs/sha256/<hex>` (dedup), with its chunk table beside it (datum-writer.ts). Many datums
+ * at once go through `datumWriter()`: records batched 4096 to an object, rollback on failure.
+ *
+ * Batched records are found from any host: a datum id missing from SQLite is looked up as
+ * `datums/<id>.json`, then as a member of `datums/batches/<batchIdOf(id)>.json`, whose records are then
+ * all ingested (the next lookups of that version's datums are local).
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { isVhfsError, VhfsError } from '../util/errors.js';
-import { hashBuffer, hashFile, hashStream, HashingTransform, readBufferSize, SMALL_FILE_BYTES, type ContentDigest } from '../util/hash.js';
+import { digestBytes, type BodyDigest } from '../util/hash.js';
 import { isUuid, uuidv7 } from '../util/ids.js';
 import { relativePathProblem } from '../util/path-rules.js';
 import { mapLimit } from '../util/concurrency.js';
 import type { ObjectStore } from '../store/types.js';
 import { CatalogDb, type DatumQuery, type VersionSummary } from './db.js';
+import { DatumWriter, storeContentBlob, storeFileBlob } from './datum-writer.js';
 import {
+  batchIdOf,
   casAlias,
   keys,
   NAME_RE,
   parseJson,
   parseKey,
   readAlias,
+  readDatumBatch,
   readJson,
   writeDatumRecord,
   writeVersionRecord,
@@ -43,6 +52,7 @@ import type {
   AliasKind,
   AliasRecord,
   CollectionKind,
+  DatumMeta,
   DatumRecord,
   PackageRef,
   Producer,
@@ -51,18 +61,9 @@ import type {
 } from './types.js';
 
 export type { DatumQuery, VersionSummary } from './db.js';
+export type { DatumMeta } from './types.js';
 
 export type DatumBody = Buffer | Uint8Array | Readable | AsyncIterable<Uint8Array> | { path: string };
-
-export interface DatumMeta {
-  name: string;
-  /** Expected size; INTEGRITY if the body differs. */
-  size?: number;
-  producer: Producer;
-  tags?: string[];
-  properties?: Record<string, unknown>;
-  package?: DatumRecord['package'];
-}
 
 export interface VersionInput {
   kind: CollectionKind;
@@ -102,6 +103,9 @@ const INGEST_CONCURRENCY = 16;
 const INGEST_BATCH = 500;
 
 export class Catalog {
+  /** Batch objects being fetched, so concurrent lookups of one batch's datums share one get. */
+  private readonly batchReads = new Map<string, Promise<number>>();
+
   private constructor(
     readonly store: ObjectStore,
     readonly db: CatalogDb,
@@ -122,12 +126,7 @@ export class Catalog {
   // ---- datums ----
 
   async putDatum(body: DatumBody, meta: DatumMeta): Promise<DatumRecord> {
-    checkFilePath(meta.name, `datum name`);
-    for (const t of meta.tags ?? []) {
-      if (typeof t !== 'string' || t === '' || t.includes('\0')) {
-        throw new VhfsError('BAD_ARGUMENT', `datum "${meta.name}": bad tag ${JSON.stringify(t)}`);
-      }
-    }
+    checkDatumMeta(meta);
     const digest = await this.uploadBlob(body, meta.name);
     if (meta.size !== undefined && meta.size !== digest.size) {
       throw new VhfsError('INTEGRITY', `datum "${meta.name}": expected ${meta.size} bytes, got ${digest.size}`);
@@ -147,6 +146,11 @@ export class Catalog {
     await writeDatumRecord(this.store, rec);
     this.db.insertDatums([rec]);
     return rec;
+  }
+
+  /** Many datums as one unit: batched records, rollback on failure (datum-writer.ts). */
+  datumWriter(): DatumWriter {
+    return new DatumWriter(this.store, this.db, checkDatumMeta);
   }
 
   async getDatum(id: string): Promise<DatumRecord> {
@@ -341,15 +345,22 @@ export class Catalog {
   async sync(onProgress?: (p: SyncProgress) => void): Promise<SyncResult> {
     const result: SyncResult = { datums: 0, versions: 0, aliases: 0 };
 
-    const datumIds = (await this.store.list(keys.datumsPrefix)).objects
-      .map((o) => parseKey(o.key))
-      .flatMap((p) => (p?.type === 'datum' && !this.db.hasDatum(p.id) ? [p.id] : []));
+    const listed = (await this.store.list(keys.datumsPrefix)).objects.map((o) => parseKey(o.key));
+    const datumIds = listed.flatMap((p) => (p?.type === 'datum' && !this.db.hasDatum(p.id) ? [p.id] : []));
+    const batchIds = listed.flatMap((p) => (p?.type === 'datum-batch' && !this.db.hasBatch(p.batchId) ? [p.batchId] : []));
+    const units = datumIds.length + batchIds.length;
     for (let i = 0; i < datumIds.length; i += INGEST_BATCH) {
       const batch = datumIds.slice(i, i + INGEST_BATCH);
       const recs = await mapLimit(batch, INGEST_CONCURRENCY, (id) => this.readDatumRecord(id));
       result.datums += this.db.insertDatums(recs.filter((r): r is DatumRecord => r !== undefined));
-      onProgress?.({ phase: 'datums', done: Math.min(i + INGEST_BATCH, datumIds.length), total: datumIds.length });
+      onProgress?.({ phase: 'datums', done: Math.min(i + INGEST_BATCH, datumIds.length), total: units });
     }
+    let batchesDone = 0;
+    await mapLimit(batchIds, INGEST_CONCURRENCY, async (batchId) => {
+      const added = await this.ingestBatch(batchId); // not `+= await`: that reads the sum before waiting
+      result.datums += added;
+      onProgress?.({ phase: 'datums', done: datumIds.length + ++batchesDone, total: units });
+    });
 
     const versionKeys: Array<{ kind: CollectionKind; collection: string; version: string }> = [];
     for (const kind of ['dataset', 'model'] as const) {
@@ -394,13 +405,33 @@ export class Catalog {
     return rec;
   }
 
+  /** The record of datum `id` from the store: its own object, else its batch (ingested whole), else undefined. */
   private async readDatumRecord(id: string): Promise<DatumRecord | undefined> {
     const key = keys.datum(id);
     const rec = await readJson<DatumRecord>(this.store, key);
     if (rec && (rec.id !== id || typeof rec.sha256 !== 'string' || typeof rec.size !== 'number')) {
       throw new VhfsError('INTEGRITY', `${this.store.url}/${key}: not a datum record for ${id}`);
     }
-    return rec;
+    if (rec) return rec;
+    const batchId = batchIdOf(id);
+    if (!this.db.hasBatch(batchId)) {
+      let pending = this.batchReads.get(batchId);
+      if (!pending) {
+        pending = this.ingestBatch(batchId).finally(() => this.batchReads.delete(batchId));
+        this.batchReads.set(batchId, pending);
+      }
+      await pending;
+    }
+    return this.db.getDatum(id);
+  }
+
+  /** Ingest every record of batch object `batchId` (absent: nothing); returns how many were new. */
+  private async ingestBatch(batchId: string): Promise<number> {
+    const batch = await readDatumBatch(this.store, batchId);
+    if (!batch) return 0;
+    const added = this.db.insertDatums(batch.records);
+    this.db.markBatchIngested(batchId);
+    return added;
   }
 
   /** True if the version exists (ingesting it from the store if SQLite lacks it). */
@@ -436,116 +467,85 @@ export class Catalog {
       .sort(naturalCompare);
   }
 
-  /** Every file and package must name an existing datum with the same size and hash. */
+  /**
+   * Every file and package must name an existing datum with the same size and hash; an unpackaged
+   * version's files must have standalone blobs (the read path serves them from `blobs/sha256/<hex>`).
+   */
   private async verifyFiles(where: string, files: VersionFile[], packages: PackageRef[]): Promise<void> {
-    const missing: Array<{ id: string; label: string; size: number; sha256?: string }> = [];
-    const check = (label: string, id: string, size: number, sha256: string | undefined) => {
-      if (!isUuid(id)) throw new VhfsError('BAD_ARGUMENT', `${where}: ${label}: datum id "${id}" is not a UUID`);
-      const d = this.db.datumDigest(id);
-      if (!d) missing.push({ id, label, size, sha256 });
-      else if (d.size !== size || (sha256 !== undefined && d.sha256 !== sha256)) {
+    const missing: Array<{ id: string; label: string; size: number; sha256?: string; file: boolean }> = [];
+    /** Files of an unpackaged version whose datums are packed: their standalone blob must exist too. */
+    const packedOnly: Array<{ id: string; label: string; sha256: string }> = [];
+    const check = (label: string, d: { size: number; sha256: string; packed: boolean }, id: string, size: number, sha256: string | undefined, file: boolean) => {
+      if (d.size !== size || (sha256 !== undefined && d.sha256 !== sha256)) {
         throw new VhfsError('INTEGRITY', `${where}: ${label}: size/sha256 differ from datum://${id}`);
       }
+      if (file && d.packed && packages.length === 0) packedOnly.push({ id, label, sha256: d.sha256 });
     };
-    for (const f of files) check(`file "${f.path}"`, f.datumId, f.size, f.sha256);
-    for (const p of packages) check(`package "${p.name}"`, p.datumId, p.size, undefined);
-    const fetched = await mapLimit(missing, INGEST_CONCURRENCY, (m) => this.readDatumRecord(m.id));
+    const first = (label: string, id: string, size: number, sha256: string | undefined, file: boolean) => {
+      if (!isUuid(id)) throw new VhfsError('BAD_ARGUMENT', `${where}: ${label}: datum id "${id}" is not a UUID`);
+      const d = this.db.datumDigest(id);
+      if (!d) missing.push({ id, label, size, sha256, file });
+      else check(label, d, id, size, sha256, file);
+    };
+    for (const f of files) first(`file "${f.path}"`, f.datumId, f.size, f.sha256, true);
+    for (const p of packages) first(`package "${p.name}"`, p.datumId, p.size, undefined, false);
+    // Ingesting one batch answers for up to 4096 ids: look in SQLite again before asking the store.
+    const fetched = await mapLimit(missing, INGEST_CONCURRENCY, async (m) => this.db.getDatum(m.id) ?? (await this.readDatumRecord(m.id)));
     const found: DatumRecord[] = [];
     missing.forEach((m, i) => {
       const d = fetched[i];
       if (!d) throw new VhfsError('NOT_FOUND', `${where}: ${m.label}: datum://${m.id} not found in ${this.store.url}`);
-      if (d.size !== m.size || (m.sha256 !== undefined && d.sha256 !== m.sha256)) {
-        throw new VhfsError('INTEGRITY', `${where}: ${m.label}: size/sha256 differ from datum://${m.id}`);
-      }
+      check(m.label, { size: d.size, sha256: d.sha256, packed: d.packed !== undefined }, m.id, m.size, m.sha256, m.file);
       found.push(d);
     });
     if (found.length) this.db.insertDatums(found);
+    await mapLimit(packedOnly, INGEST_CONCURRENCY, async (p) => {
+      if (await this.store.head(keys.blob(p.sha256))) return;
+      throw new VhfsError(
+        'BAD_ARGUMENT',
+        `${where}: ${p.label}: datum://${p.id} is stored only inside a package; an unpackaged version needs its own copy ` +
+          '(createVersion in create-version.ts makes one)',
+      );
+    });
   }
 
-  /** Hash the body and make sure `blobs/sha256/<hex>` holds it; returns the digest. */
-  private async uploadBlob(body: DatumBody, name: string): Promise<ContentDigest> {
+  /** Hash the body and make sure `blobs/sha256/<hex>` holds it (with its chunk table); returns the digest. */
+  private async uploadBlob(body: DatumBody, name: string): Promise<BodyDigest> {
+    const label = `datum "${name}"`;
     if (body instanceof Uint8Array) {
-      const digest = hashBuffer(body);
-      if (!(await this.blobPresent(digest, name))) await this.putBlob(digest, body);
+      const digest = digestBytes(body, { chunks: true });
+      await storeContentBlob(this.store, digest, body, label);
       return digest;
     }
-    if (isPathBody(body)) return this.uploadFile(body.path, name);
+    if (isPathBody(body)) return storeFileBlob(this.store, body.path, { label: `${label}: ${body.path}`, followLink: true });
+    await fs.mkdir(this.tmpDir, { recursive: true });
     const spool = path.join(this.tmpDir, `vhfs-upload-${uuidv7()}`);
     try {
-      await hashStream(body, createWriteStream(spool, { flags: 'wx' }));
-      return await this.uploadFile(spool, name);
+      await pipeline(body, createWriteStream(spool, { flags: 'wx' }));
+      return await storeFileBlob(this.store, spool, { label });
     } finally {
       await fs.rm(spool, { force: true });
-    }
-  }
-
-  private async uploadFile(file: string, name: string): Promise<ContentDigest> {
-    let digest: ContentDigest;
-    // Small files are read once into memory: hashed and uploaded from the same buffer, so a change
-    // underneath cannot make the blob disagree with its address.
-    let small: Buffer | undefined;
-    try {
-      const { size } = await fs.stat(file);
-      if (size <= SMALL_FILE_BYTES) {
-        small = await fs.readFile(file);
-        digest = hashBuffer(small);
-      } else digest = await hashFile(file);
-    } catch (err) {
-      throw new VhfsError('NOT_FOUND', `datum "${name}": cannot read ${file} (${(err as Error).message})`, { cause: err });
-    }
-    if (await this.blobPresent(digest, name)) return digest;
-    if (small) {
-      await this.putBlob(digest, small);
-      return digest;
-    }
-    const rehash = new HashingTransform({ md5: false });
-    const source = createReadStream(file, { highWaterMark: readBufferSize(digest.size) });
-    source.on('error', (err) => rehash.destroy(err));
-    let created: boolean;
-    try {
-      created = await this.putBlob(digest, source.pipe(rehash));
-    } finally {
-      source.destroy(); // a failed upload may have stopped reading: release the file now
-    }
-    const sent = rehash.digest();
-    if (sent.sha256 !== digest.sha256) {
-      if (created) await this.store.delete(keys.blob(digest.sha256));
-      throw new VhfsError('INTEGRITY', `datum "${name}": ${file} changed while it was being uploaded`);
-    }
-    return digest;
-  }
-
-  private async blobPresent(digest: ContentDigest, name: string): Promise<boolean> {
-    const info = await this.store.head(keys.blob(digest.sha256));
-    if (info && info.size !== digest.size) {
-      throw new VhfsError(
-        'INTEGRITY',
-        `datum "${name}": ${this.store.url}/${keys.blob(digest.sha256)} has ${info.size} bytes, expected ${digest.size}`,
-      );
-    }
-    return info !== undefined;
-  }
-
-  /** Create-if-absent; false when another writer created the same blob first (dedup, fine). */
-  private async putBlob(digest: ContentDigest, body: Uint8Array | Readable): Promise<boolean> {
-    try {
-      await this.store.put(keys.blob(digest.sha256), body, { ifNoneMatch: '*', sizeHint: digest.size });
-      return true;
-    } catch (err) {
-      if (isVhfsError(err, 'CONFLICT')) return false;
-      throw err;
     }
   }
 }
 
 // ---- validation and small helpers ----
 
-function checkName(name: string, what: string, uri?: string): void {
+export function checkName(name: string, what: string, uri?: string): void {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new VhfsError(
       'BAD_ARGUMENT',
       `${uri ? uri + ': ' : ''}bad ${what} ${JSON.stringify(name)}: must match ${NAME_RE.source}`,
     );
+  }
+}
+
+function checkDatumMeta(meta: DatumMeta): void {
+  checkFilePath(meta.name, `datum name`);
+  for (const t of meta.tags ?? []) {
+    if (typeof t !== 'string' || t === '' || t.includes('\0')) {
+      throw new VhfsError('BAD_ARGUMENT', `datum "${meta.name}": bad tag ${JSON.stringify(t)}`);
+    }
   }
 }
 

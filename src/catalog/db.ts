@@ -108,6 +108,13 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (kind, scope, name, seq)
   ) WITHOUT ROWID;
   `,
+  // 2: datums stored as members of a package part; batch objects already ingested (so sync skips them).
+  `
+  ALTER TABLE datums ADD COLUMN packed_json TEXT;
+  CREATE TABLE datum_batches (
+    batch_id TEXT PRIMARY KEY
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export interface DatumQuery {
@@ -128,6 +135,7 @@ interface DatumRow {
   properties_json: string;
   tags_json: string;
   package_json: string | null;
+  packed_json: string | null;
 }
 
 interface VersionRow {
@@ -200,14 +208,20 @@ export class CatalogDb {
     const d = this.db;
     return {
       insDatum: d.prepare(
-        `INSERT OR IGNORE INTO datums (id, name, size, sha256, ctime, blob_key, producer_json, properties_json, tags_json, package_json)
-         VALUES (@id, @name, @size, @sha256, @ctime, @blob_key, @producer_json, @properties_json, @tags_json, @package_json)`,
+        `INSERT OR IGNORE INTO datums (id, name, size, sha256, ctime, blob_key, producer_json, properties_json, tags_json, package_json, packed_json)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
+      delDatum: d.prepare('DELETE FROM datums WHERE id = ?'),
+      delTags: d.prepare('DELETE FROM datum_tags WHERE datum_id = ? AND tag = ?'),
+      delProp: d.prepare('DELETE FROM datum_props WHERE key = ? AND value_json = ? AND datum_id = ?'),
+      insBatch: d.prepare('INSERT OR IGNORE INTO datum_batches (batch_id) VALUES (?)'),
+      hasBatch: d.prepare('SELECT 1 FROM datum_batches WHERE batch_id = ?').pluck(),
+      delBatch: d.prepare('DELETE FROM datum_batches WHERE batch_id = ?'),
       insTag: d.prepare('INSERT OR IGNORE INTO datum_tags (tag, datum_id) VALUES (?, ?)'),
       insProp: d.prepare('INSERT OR IGNORE INTO datum_props (key, value_json, datum_id) VALUES (?, ?, ?)'),
       getDatum: d.prepare('SELECT * FROM datums WHERE id = ?'),
       hasDatum: d.prepare('SELECT 1 FROM datums WHERE id = ?').pluck(),
-      datumDigest: d.prepare('SELECT size, sha256 FROM datums WHERE id = ?'),
+      datumDigest: d.prepare('SELECT size, sha256, packed_json IS NOT NULL AS packed FROM datums WHERE id = ?'),
       insCollection: d.prepare('INSERT OR IGNORE INTO collections (kind, name) VALUES (?, ?)'),
       insVersion: d.prepare(
         `INSERT OR IGNORE INTO versions (kind, collection, version, ctime, from_uri, properties_json, producer_json, file_count, total_size)
@@ -246,23 +260,29 @@ export class CatalogDb {
 
   // ---- datums ----
 
-  /** Insert datums not yet known (one transaction). Returns how many were new. */
-  insertDatums(recs: DatumRecord[]): number {
+  /**
+   * Insert datums not yet known (one transaction). Returns how many were new. Positional parameters and
+   * the JSON of shared objects (one producer for a whole version) made once: a 500,000-datum version is
+   * inserted here in one go.
+   */
+  insertDatums(recs: readonly DatumRecord[]): number {
     let added = 0;
+    const json = new Map<unknown, string>();
+    const shared = (v: unknown) => {
+      let text = json.get(v);
+      if (text === undefined) json.set(v, (text = JSON.stringify(v)));
+      return text;
+    };
     this.db.transaction(() => {
       for (const r of recs) {
-        const res = this.st.insDatum.run({
-          id: r.id,
-          name: r.name,
-          size: r.size,
-          sha256: r.sha256,
-          ctime: r.ctime,
-          blob_key: r.blobKey,
-          producer_json: JSON.stringify(r.producer ?? {}),
-          properties_json: JSON.stringify(r.properties ?? {}),
-          tags_json: JSON.stringify(r.tags ?? []),
-          package_json: r.package ? JSON.stringify(r.package) : null,
-        });
+        const res = this.st.insDatum.run(
+          r.id, r.name, r.size, r.sha256, r.ctime, r.blobKey,
+          shared(r.producer ?? {}),
+          r.properties && Object.keys(r.properties).length > 0 ? JSON.stringify(r.properties) : '{}',
+          r.tags && r.tags.length > 0 ? JSON.stringify(r.tags) : '[]',
+          r.package ? JSON.stringify(r.package) : null,
+          r.packed ? JSON.stringify(r.packed) : null,
+        );
         if (res.changes === 0) continue;
         added++;
         for (const tag of r.tags ?? []) this.st.insTag.run(tag, r.id);
@@ -270,6 +290,33 @@ export class CatalogDb {
       }
     })();
     return added;
+  }
+
+  /**
+   * Forget datums (a failed creation rolling back what it recorded), with their tags and properties.
+   * Only for datums whose store records are being deleted too: SQLite must never know more than the store.
+   */
+  deleteDatums(recs: readonly DatumRecord[]): void {
+    this.db.transaction(() => {
+      for (const r of recs) {
+        this.st.delDatum.run(r.id);
+        for (const tag of r.tags ?? []) this.st.delTags.run(r.id, tag);
+        for (const [k, v] of Object.entries(r.properties ?? {})) this.st.delProp.run(k, canonicalJson(v), r.id);
+      }
+    })();
+  }
+
+  /** Record that every datum of batch object `batchId` has been ingested (sync then skips it). */
+  markBatchIngested(batchId: string): void {
+    this.st.insBatch.run(batchId);
+  }
+
+  forgetBatch(batchId: string): void {
+    this.st.delBatch.run(batchId);
+  }
+
+  hasBatch(batchId: string): boolean {
+    return this.st.hasBatch.get(batchId) !== undefined;
   }
 
   getDatum(id: string): DatumRecord | undefined {
@@ -281,8 +328,10 @@ export class CatalogDb {
     return this.st.hasDatum.get(id) !== undefined;
   }
 
-  datumDigest(id: string): { size: number; sha256: string } | undefined {
-    return this.st.datumDigest.get(id) as { size: number; sha256: string } | undefined;
+  /** Size, hash and whether the bytes live only inside a package part (no standalone blob). */
+  datumDigest(id: string): { size: number; sha256: string; packed: boolean } | undefined {
+    const row = this.st.datumDigest.get(id) as { size: number; sha256: string; packed: number } | undefined;
+    return row && { size: row.size, sha256: row.sha256, packed: row.packed === 1 };
   }
 
   findDatums(q: DatumQuery): DatumRecord[] {
@@ -460,5 +509,6 @@ function datumOf(row: DatumRow): DatumRecord {
     properties: JSON.parse(row.properties_json),
   };
   if (row.package_json !== null) rec.package = JSON.parse(row.package_json);
+  if (row.packed_json !== null) rec.packed = JSON.parse(row.packed_json);
   return rec;
 }

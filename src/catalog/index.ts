@@ -11,4 +11,5 @@ export {
   type VersionInput,
   type VersionSummary,
 } from './catalog.js';
-export { keys as storeKeys, NAME_RE, parseKey } from './store-records.js';
+export { keys as storeKeys, NAME_RE, parseKey, batchIdOf, DATUMS_PER_BATCH } from './store-records.js';
+export { DatumWriter } from './datum-writer.js';

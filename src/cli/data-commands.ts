@@ -48,33 +48,45 @@ function collectionVersion(text: string, kind: CollectionKind): { collection: st
 export function registerDataCommands(program: Command, run: Run): void {
   program
     .command('put')
-    .description('store files as immutable datums; prints their datum:// URIs')
-    .argument('<files...>', 'local files')
+    .description('store files as immutable datums; prints their datum:// URIs (all of them or, on any error, none)')
+    .argument('<files...>', 'local files (a symbolic link you name is followed)')
     .option('--name <name>', 'datum name (one file only; default: the file name)')
     .option('--tag <tag>', 'tag (repeatable)', collect)
     .option('--alias <alias>', 'point this datum alias at the datum (one file only)')
     .action((files: string[], o: { name?: string; tag?: string[]; alias?: string }) => run(async (ctx) => {
       if ((o.name || o.alias) && files.length !== 1) throw new VhfsError('BAD_ARGUMENT', '--name and --alias take exactly one file');
       const catalog = await ctx.catalog();
+      const writer = catalog.datumWriter();
       const out: Array<DatumRecord & { uri: string }> = [];
-      for (const file of files) {
-        const st = await fs.stat(file).catch(() => undefined);
-        if (!st?.isFile()) throw new VhfsError('NOT_FOUND', `${file}: no such file`);
-        const rec = await catalog.putDatum({ path: path.resolve(file) }, {
-          name: o.name ?? path.basename(file), size: st.size, producer: producer('vhfs put'), tags: o.tag ?? [],
-        });
-        if (o.alias) await catalog.setAlias('datum', '', o.alias, rec.id);
-        out.push({ uri: `datum://${rec.id}`, ...rec });
+      try {
+        for (const file of files) {
+          const st = await fs.stat(file).catch(() => undefined);
+          if (!st?.isFile()) throw new VhfsError('NOT_FOUND', `${file}: no such file`);
+          const rec = await writer.putFile(path.resolve(file), {
+            name: o.name ?? path.basename(file), size: st.size, producer: producer('vhfs put'), tags: o.tag ?? [],
+          }, { label: file, followLink: true });
+          out.push({ uri: `datum://${rec.id}`, ...rec });
+        }
+        await writer.finish();
+      } catch (err) {
+        for (const p of await writer.rollback()) ctx.info(`vhfs put: could not remove ${p}; nothing refers to it`);
+        throw err;
       }
+      if (o.alias) await catalog.setAlias('datum', '', o.alias, out[0].id);
       output(ctx, out, () => out.map((d) => `${d.uri}\t${d.name}\t${d.size}`).join('\n'));
     }));
 
   const dataset = program.command('dataset').description('dataset versions: create, list');
   dataset
     .command('create')
-    .description('create an immutable dataset version from the files under DIR')
+    .description(
+      'create an immutable dataset version from the regular files under DIR. Each file is read once; a file ' +
+      'that changes meanwhile fails the creation, and a failed creation leaves no datum or package behind. ' +
+      'Symbolic links are refused unless --follow-symlinks; a dangling link, a link loop, a FIFO, socket or device is an error.',
+    )
     .argument('<name/version>', 'e.g. images/v1 or dataset://images/v1')
     .argument('<dir>', 'directory whose files (recursively) become the version')
+    .option('--follow-symlinks', 'follow symbolic links whose targets are inside DIR (a link out of DIR or to one of its own parents is an error)')
     .option('--from <version>', 'start from this version\'s files (NAME/VERSION, alias allowed)')
     .option('--exclude <path>', 'with --from: drop this path of the base version (repeatable)', collect)
     .option('--package', 'also bundle the files into .vhpkgzip package(s)')
@@ -84,11 +96,12 @@ export function registerDataCommands(program: Command, run: Run): void {
     .option('--model', 'create a model version (model://) instead of a dataset version')
     .action((nv: string, dir: string, o: {
       from?: string; exclude?: string[]; package?: boolean; maxPackageSize?: string; alias?: string[]; tag?: string[]; model?: boolean;
+      followSymlinks?: boolean;
     }) => run(async (ctx) => {
       const kind: CollectionKind = o.model ? 'model' : 'dataset';
       const { collection, version } = collectionVersion(nv, kind);
       const catalog = await ctx.catalog();
-      const files = await listDirectory(dir);
+      const files = await listDirectory(dir, { followSymlinks: Boolean(o.followSymlinks) });
       if (files.length === 0) throw new VhfsError('BAD_ARGUMENT', `${dir}: no files to put in ${kind}://${collection}/${version}`);
       let from: { collection: string; version: string; exclude?: string[] } | undefined;
       if (o.from) {
@@ -100,8 +113,7 @@ export function registerDataCommands(program: Command, run: Run): void {
         ...(from ? { from } : {}),
         packaging: o.package ? { maxPartSize: o.maxPackageSize ? parseSize(o.maxPackageSize, '--max-package-size') : DEFAULT_MAX_PACKAGE_SIZE } : false,
         aliases: o.alias ?? [], tags: o.tag ?? [], producer: producer('vhfs dataset create'),
-        quiet: Boolean(ctx.opts.quiet || ctx.opts.json), tmpDir: path.join(ctx.home, 'tmp'),
-        log: (line) => ctx.info(line),
+        quiet: Boolean(ctx.opts.quiet || ctx.opts.json), log: (line) => ctx.info(line),
       });
       const total = rec.files.reduce((n, f) => n + f.size, 0);
       const summary = {

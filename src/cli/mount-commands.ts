@@ -96,6 +96,7 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
     log,
     statsFile: o.statsFile,
     start: async () => {
+      catalog.store.warmUp?.();
       const mount = await mountInputs({
         mountpoint: paths.inputs, configDir: paths.config, specs, catalog, ...readPathOptions(ctx, o),
         force: Boolean(o.force), allowOther: Boolean(o.allowOther), jobInputsDir: paths.jobInputs, log,
@@ -118,7 +119,7 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
           };
         },
         stop: () => mount.unmount(),
-        snapshot: () => ({ store: catalog.store.stats, cache: mount.cache.stats, cacheMemoryBytes: mount.cache.memoryBytes }),
+        snapshot: () => ({ store: catalog.store.stats, cache: mount.cache.stats, cacheMemory: mount.cache.memoryStats, process: process.memoryUsage() }),
       };
     },
     onReady: (info) => output(ctx, info, () => `ready: ${paths.inputs}`),

@@ -100,8 +100,8 @@ export const READ_OPTIONS = {
     help: 'block cache block size (a power of two, at least 4K)',
   },
   memory: {
-    flags: '--memory <size>', env: 'VHFS_MEMORY', parse: parseSize, default: 256 * 1024 * 1024, defaultText: '256M',
-    help: 'block cache memory budget',
+    flags: '--memory <size>', env: 'VHFS_MEMORY', parse: parseSize, default: 64 * 1024 * 1024, defaultText: '64M',
+    help: 'block cache memory budget (data read ahead, and a little of what the kernel already caches)',
   },
   readahead: {
     flags: '--readahead <size>', env: 'VHFS_READAHEAD', parse: parseSize, default: 8 * 1024 * 1024, defaultText: '8M',

@@ -54,6 +54,15 @@ export interface RunState {
 const KEPT_LOGS = 5;
 const DAEMON_COMMAND = '__daemon';
 
+/**
+ * A daemon lives long and allocates many short-lived buffers (one per read): a small young generation
+ * and fewer, trimmed malloc arenas keep its resident memory near what it actually holds (measured on a
+ * 20,000-file mount after an in-order and a shuffled pass: 171 MiB by default, 141 MiB with these).
+ * The environment wins where it sets the same.
+ */
+const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2'];
+const DAEMON_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_TRIM_THRESHOLD_: '131072' };
+
 // ------------------------------------------------------------------------------------------- files
 
 function mountKey(mountpoint: string): string {
@@ -123,8 +132,8 @@ export async function spawnDaemon(opts: { home: string; mountpoint: string; args
   await fs.mkdir(path.dirname(log), { recursive: true, mode: 0o700 });
   await pruneLogs(opts.home, opts.mountpoint, KEPT_LOGS - 1);
   const fd = openSync(log, 'a', 0o600);
-  const child = spawn(process.execPath, [...process.execArgv, opts.script, DAEMON_COMMAND], {
-    detached: true, stdio: ['ignore', fd, fd, 'ipc'],
+  const child = spawn(process.execPath, [...process.execArgv, ...DAEMON_NODE_FLAGS, opts.script, DAEMON_COMMAND], {
+    detached: true, stdio: ['ignore', fd, fd, 'ipc'], env: { ...DAEMON_ENV, ...process.env },
   });
   closeSync(fd);
   child.send({ args: [...opts.args, '--foreground'], log });

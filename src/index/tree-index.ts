@@ -372,6 +372,3 @@ export function checkRelativePath(path: string, label: string): void {
   const bad = relativePathProblem(path);
   if (bad) throw new VhfsError('UNSAFE_PATH', `${label}: unsafe path "${path.replace(/\0/g, '\\0')}": ${bad}`);
 }
-
-/** Kept for create-version.ts until it imports src/util/path-rules.ts itself. */
-export { relativePathProblem as unsafePathReason };

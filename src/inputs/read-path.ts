@@ -80,6 +80,7 @@ export class ReadPath {
 
   /** Close the stores opened for index sources (the catalog's store belongs to the caller). */
   async close(): Promise<void> {
+    this.cache.close();
     await this.stores.close();
   }
 

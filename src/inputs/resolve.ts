@@ -27,6 +27,7 @@ import { keys } from '../catalog/store-records.js';
 import type { CollectionKind, DatumRecord, PackageRef } from '../catalog/types.js';
 import { readPackageListing } from '../package/index.js';
 import { DEFAULTS } from '../config/options.js';
+import { CHUNK_SIZE, chunkTableBytes } from '../util/chunk-hashes.js';
 import { getRangeWithin } from '../store/deadline.js';
 import { TreeIndexBuilder, type TreeIndex } from '../index/tree-index.js';
 import { loadIndex, saveIndex } from '../index/persist.js';
@@ -74,6 +75,10 @@ interface LooseData {
   key: string;
   store?: string;
   size: number;
+  /** Where the file's bytes start in object `key` (a packed datum: its member's offset in the package part); default 0. */
+  offset?: number;
+  /** Size of object `key` (a packed datum: the package part's); default `size`. */
+  objectSize?: number;
   mtimeMs: number;
   datum?: DatumRecord;
   /** The URI inputs.json gives a file that is not a datum (secrets masked). */
@@ -151,8 +156,8 @@ export class InputResolver {
       p.kind === 'version'
         ? { v: `${p.collectionKind}://${p.collection}/${p.version}`, p: p.packages.map((k) => k.datumId) }
         : p.kind === 'datum' ? { d: p.datum.id } : {});
-    // format 3: sources carry `integrity` (what their bytes are checked against), with package chunk tables.
-    const key = JSON.stringify({ format: 3, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
+    // format 4: sources carry `integrity` (what their bytes are checked against): package and blob chunk tables.
+    const key = JSON.stringify({ format: 4, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
     return createHash('sha256').update(key).digest('hex');
   }
 
@@ -163,7 +168,11 @@ export class InputResolver {
       const id = `${store ?? ''}\n${key}`;
       let s = blobSources.get(id);
       if (s === undefined) {
-        const ref: ObjectRef = { key, size, ...(store === undefined ? {} : { store }), ...(sha256 === undefined ? {} : { integrity: { sha256 } }) };
+        // A blob of the catalog's store larger than one chunk has its chunk table beside it.
+        const chunkTable = store === undefined && sha256 !== undefined && size > CHUNK_SIZE
+          ? { key: keys.chunks(key), offset: 0, length: chunkTableBytes(size), covered: size } : undefined;
+        const integrity = sha256 === undefined ? undefined : { sha256, ...(chunkTable ? { chunkTable } : {}) };
+        const ref: ObjectRef = { key, size, ...(store === undefined ? {} : { store }), ...(integrity ? { integrity } : {}) };
         blobSources.set(id, (s = builder.addSource(ref)));
       }
       return s;
@@ -171,7 +180,9 @@ export class InputResolver {
     for (const p of pinned) if (p.kind === 'version') await this.addVersion(p, builder, sourceFor);
     for (const placed of loose.files) {
       const d = placed.file.data!;
-      builder.add({ path: placed.path, size: d.size, source: sourceFor(d.key, d.size, d.store, d.datum?.sha256), offset: 0, mtimeMs: d.mtimeMs });
+      // A packed datum is a range of its package part: the datum's sha256 is not the object's.
+      const sha256 = d.datum && !d.datum.packed ? d.datum.sha256 : undefined;
+      builder.add({ path: placed.path, size: d.size, source: sourceFor(d.key, d.objectSize ?? d.size, d.store, sha256), offset: d.offset ?? 0, mtimeMs: d.mtimeMs });
     }
     return builder.build();
   }
@@ -183,7 +194,10 @@ export class InputResolver {
       if (p.kind === 'datum') {
         loose.push({
           uri: p.uri, id: `datum://${p.datum.id}`, origin: 'datum', key: p.datum.name,
-          data: { key: p.datum.blobKey, size: p.datum.size, mtimeMs: Date.parse(p.datum.ctime), datum: p.datum },
+          data: {
+            key: p.datum.packed?.key ?? p.datum.blobKey, size: p.datum.size, offset: p.datum.packed?.offset ?? 0,
+            objectSize: p.datum.packed?.packageSize ?? p.datum.size, mtimeMs: Date.parse(p.datum.ctime), datum: p.datum,
+          },
         });
       } else if (p.kind === 'object') {
         for (const o of p.objects) {

@@ -1,7 +1,7 @@
 /** Public surface of the .vhpkgzip library: streaming writer, tail-and-CD reader, verification, names, sources. */
 export { crc32 } from './crc32.js';
 export { writePackage } from './writer.js';
-export type { EntryBody, PackageEntry, PackagePart, WritePackageOptions } from './writer.js';
+export type { EntryBody, PackageEntry, PackagePart, WritePackageOptions, WrittenEntry } from './writer.js';
 export { readPackageListing } from './reader.js';
 export type { ChunkTableLocation, PackageListing } from './reader.js';
 export { checkChunkTable, loadChunkTable, readChunkTable, verifyMember, verifyPackage } from './verify.js';

@@ -98,6 +98,18 @@ export interface WritePackageOptions {
    * would, e.g. to test how such packages are served.
    */
   chunkHashes?: boolean;
+  /** Called after each member's data is written: where it landed (callers that record member locations). */
+  onEntry?(entry: WrittenEntry): void;
+}
+
+export interface WrittenEntry {
+  path: string;
+  /** 1-based part number. */
+  part: number;
+  /** Offset of the member's first data byte within its part. */
+  dataOffset: number;
+  size: number;
+  crc32: number;
 }
 
 export interface PackagePart {
@@ -198,6 +210,7 @@ class PackageWriter {
     const crc = await this.copyBody(entry, member, part.sink);
     if (member.descriptor) await part.sink.push(encodeDescriptor(member, crc));
     appendCentralRecord(part.cd, member, crc, lho, dataOffset);
+    this.opts.onEntry?.({ path: member.path, part: part.part, dataOffset, size: member.size, crc32: crc });
     part.entries++;
     if (part.entries === 1) part.firstPath = member.path;
     part.lastPath = member.path;

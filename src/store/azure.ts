@@ -96,6 +96,10 @@ export class AzureBlobStore extends RemoteStore {
     }
   }
 
+  warmUp(): void {
+    this.load().catch(() => undefined); // a failure shows again, with its reason, on the first real request
+  }
+
   private load(): Promise<ContainerClient> {
     this.sdk ??= (async () => {
       const blob = await import('@azure/storage-blob');

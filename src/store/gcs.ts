@@ -77,6 +77,10 @@ export class GcsStore extends RemoteStore {
     this.useAuth = !(config.endpoint && isLoopback(config.endpoint));
   }
 
+  warmUp(): void {
+    this.load().catch(() => undefined); // a failure shows again, with its reason, on the first real request
+  }
+
   private load(): Promise<{ storage: Storage; bucket: Bucket }> {
     this.sdk ??= (async () => {
       const { Storage, IdempotencyStrategy } = await import('@google-cloud/storage');

@@ -25,13 +25,15 @@ import { VhfsError } from '../util/errors.js';
 import { AzureBlobStore } from './azure.js';
 import { GcsStore } from './gcs.js';
 import { httpObjectParts, HttpsStore } from './https.js';
-import { keyProblem, LocalDirStore, type LocalDirStoreOptions } from './local.js';
+import { LocalDirStore, type LocalDirStoreOptions } from './local.js';
+import { keyProblem } from './keys.js';
 import { scrubSecrets, type RemoteStoreOptions } from './remote.js';
 import { S3Store } from './s3.js';
 import type { ObjectStore } from './types.js';
 
 export * from './types.js';
-export { LocalDirStore, keyProblem, type LocalDirStoreOptions } from './local.js';
+export { LocalDirStore, type LocalDirStoreOptions } from './local.js';
+export { keyProblem } from './keys.js';
 export { FaultyStore, type FaultPlan, type StoreOp } from './faulty.js';
 export { S3Store, type S3StoreConfig } from './s3.js';
 export { GcsStore, type GcsStoreConfig } from './gcs.js';

@@ -32,7 +32,7 @@ import * as https from 'node:https';
 import { Readable, Transform } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { VhfsError } from '../util/errors.js';
-import { keyProblem } from './local.js';
+import { checkKey, checkPrefix, checkRangeArgs, compareKeys, keyProblem } from './keys.js';
 import {
   newStoreStats,
   type ListOptions,
@@ -278,7 +278,7 @@ export abstract class RemoteStore implements ObjectStore {
   // ---- ObjectStore ----
 
   async head(key: string): Promise<ObjectInfo | undefined> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     this.stats.heads++;
     const raw = await this.call('head', key, () => this.rawHead(this.prefix + key));
     if (raw?.etag) this.pins.set(raw.name, raw.etag);
@@ -286,8 +286,8 @@ export abstract class RemoteStore implements ObjectStore {
   }
 
   async getRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    this.checkKey(key);
-    this.checkRangeArgs(key, offset, length);
+    checkKey(this.url, key);
+    checkRangeArgs(this.url, key, offset, length);
     this.checkSignal(key, signal);
     this.stats.gets++;
     const data = length === 0
@@ -298,7 +298,7 @@ export abstract class RemoteStore implements ObjectStore {
   }
 
   async get(key: string, signal?: AbortSignal): Promise<Buffer> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     this.checkSignal(key, signal);
     this.stats.gets++;
     const data = await this.readAll('get', key, undefined, signal);
@@ -307,8 +307,8 @@ export abstract class RemoteStore implements ObjectStore {
   }
 
   async getStream(key: string, range?: { offset: number; length: number }): Promise<Readable> {
-    this.checkKey(key);
-    if (range) this.checkRangeArgs(key, range.offset, range.length);
+    checkKey(this.url, key);
+    if (range) checkRangeArgs(this.url, key, range.offset, range.length);
     this.stats.gets++;
     if (range?.length === 0) {
       await this.emptyRange(key, range.offset, undefined);
@@ -319,7 +319,7 @@ export abstract class RemoteStore implements ObjectStore {
   }
 
   async put(key: string, body: PutBody, opts: PutOptions = {}): Promise<ObjectInfo> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     if (opts.ifMatch !== undefined && opts.ifNoneMatch !== undefined) {
       throw new VhfsError('BAD_ARGUMENT', `${this.url}: put ${key} with both ifMatch and ifNoneMatch`);
     }
@@ -367,7 +367,7 @@ export abstract class RemoteStore implements ObjectStore {
   }
 
   async list(prefix: string, opts: ListOptions = {}): Promise<ListPage> {
-    this.checkPrefix(prefix);
+    checkPrefix(this.url, prefix);
     this.stats.lists++;
     const objects: ObjectInfo[] = [];
     const prefixes: string[] = [];
@@ -391,7 +391,7 @@ export abstract class RemoteStore implements ObjectStore {
   }
 
   async delete(key: string): Promise<void> {
-    this.checkKey(key);
+    checkKey(this.url, key);
     const name = this.prefix + key;
     await this.call('delete', key, () => this.rawDelete(name));
     this.pins.delete(name);
@@ -551,22 +551,8 @@ export abstract class RemoteStore implements ObjectStore {
     }
   }
 
-  private checkKey(key: string): void {
-    const bad = keyProblem(key);
-    if (bad) throw new VhfsError('BAD_ARGUMENT', `${this.url}: bad object key ${JSON.stringify(key)}: ${bad}`);
-  }
 
-  private checkPrefix(prefix: string): void {
-    const slash = prefix.lastIndexOf('/');
-    const bad = prefix.includes('\0') ? 'contains NUL' : slash >= 0 ? keyProblem(prefix.slice(0, slash)) : undefined;
-    if (bad) throw new VhfsError('BAD_ARGUMENT', `${this.url}: bad list prefix ${JSON.stringify(prefix)}: ${bad}`);
-  }
 
-  private checkRangeArgs(key: string, offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-      throw new VhfsError('BAD_ARGUMENT', `${this.url}: bad range ${offset}+${length} for ${key}`);
-    }
-  }
 
   private checkSignal(key: string, signal: AbortSignal | undefined): void {
     if (signal?.aborted) throw this.failure('read', key, signal.reason, { signal });
@@ -668,7 +654,3 @@ export function errorText(err: unknown): string {
   return String(err);
 }
 
-/** Object stores order keys by UTF-8 bytes; for BMP text that equals UTF-16 code-unit order. */
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

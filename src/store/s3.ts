@@ -69,6 +69,10 @@ export class S3Store extends RemoteStore {
     if (config.credentials) this.secrets.push(config.credentials.secretAccessKey, config.credentials.accessKeyId, config.credentials.sessionToken ?? '');
   }
 
+  warmUp(): void {
+    this.load().catch(() => undefined); // a failure shows again, with its reason, on the first real request
+  }
+
   private load(): Promise<{ s3: S3Sdk; client: S3Client }> {
     this.sdk ??= (async () => {
       // The SDK warns once per process that later releases need Node 22; that is for us, not the user.

@@ -81,6 +81,11 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
   /** Release connections and cached handles; the store is not used afterwards. */
   close?(): Promise<void>;
+  /**
+   * Load now what the first request would (an SDK, a client with its credentials), so that the first real
+   * request does not pay for it: a mount calls it while the kernel mount is still being made.
+   */
+  warmUp?(): void;
 }
 
 /**
@@ -101,10 +106,12 @@ export interface ObjectRef {
 /** What an immutable object's bytes can be checked against (see src/cache/block-cache.ts for how). */
 export interface ObjectIntegrity {
   /**
-   * A chunk table (src/util/chunk-hashes.ts) covering the object: where to read it (in the same store), and
-   * what its container records of it (its CRC-32 and the bytes it covers), so a damaged table is caught too.
+   * A chunk table (src/util/chunk-hashes.ts) covering the object: where to read it (in the same store) and
+   * the bytes it must cover; for a package's own table also its CRC-32 from the central directory, so a
+   * damaged table is caught too (a blob's `.chunks` object has no such record: a damaged one fails the
+   * blocks it no longer matches, which is EIO, never wrong bytes).
    */
-  chunkTable?: { key: string; offset: number; length: number; crc32: number; covered: number };
+  chunkTable?: { key: string; offset: number; length: number; covered: number; crc32?: number };
   /** SHA-256 (hex) of the whole object: a content-addressed blob. */
   sha256?: string;
   /** The index's per-file CRC-32 values are the members' CRC-32s (a zip package). */

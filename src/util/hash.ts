@@ -2,6 +2,10 @@
  * Content hashing while data flows: sha256 is the content address of every blob (`blobs/sha256/<hex>`),
  * md5 is kept because object stores report it (S3 ETag of single-part uploads, GCS/Azure Content-MD5).
  *
+ * `ContentHasher` is the write path's one pass over a body: SHA-256 and, for bodies larger than one
+ * chunk, the chunk hash table (`chunk-hashes.ts`) from the same bytes, so what is hashed is exactly what
+ * is stored. It skips md5: no record keeps it, and on 16 KiB files md5 costs more CPU than SHA-256.
+ *
  * `HashingTransform` passes bytes through unchanged and hashes them on the way, so a body can be hashed
  * and written (to a temp file, a store) in one pass without ever being held in memory. `digest()` is valid
  * once the stream has ended.
@@ -11,6 +15,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { CHUNK_SIZE, ChunkHasher } from './chunk-hashes.js';
 
 export interface ContentDigest {
   sha256: string; // hex
@@ -54,6 +59,53 @@ export function hashBuffer(data: Uint8Array): ContentDigest {
     md5: createHash('md5').update(data).digest('hex'),
     size: data.length,
   };
+}
+
+/** What one pass over a body yields: its address and, when it spans more than one chunk, its chunk table. */
+export interface BodyDigest {
+  sha256: string; // hex
+  size: number;
+  /** Serialized chunk hash table; only for bodies larger than one chunk (CHUNK_SIZE) when asked for. */
+  chunkTable?: Buffer;
+}
+
+/**
+ * SHA-256 (and optionally the chunk hash table) of bytes fed in order, in any pieces. With
+ * `chunks: true` the table is kept only if the body turns out larger than one chunk: a one-chunk
+ * body is verified by its SHA-256 alone.
+ */
+export class ContentHasher {
+  private readonly sha = createHash('sha256');
+  private readonly chunks: ChunkHasher | undefined;
+  private total = 0;
+
+  constructor(opts: { chunks?: boolean } = {}) {
+    this.chunks = opts.chunks ? new ChunkHasher() : undefined;
+  }
+
+  get size(): number {
+    return this.total;
+  }
+
+  update(data: Uint8Array): void {
+    this.sha.update(data);
+    this.chunks?.update(data);
+    this.total += data.length;
+  }
+
+  /** The digest of everything fed; the hasher is not used afterwards. */
+  finish(): BodyDigest {
+    const digest: BodyDigest = { sha256: this.sha.digest('hex'), size: this.total };
+    if (this.chunks && this.total > CHUNK_SIZE) digest.chunkTable = this.chunks.finish();
+    return digest;
+  }
+}
+
+/** `ContentHasher` over one buffer; the chunk table is computed only when the buffer needs one. */
+export function digestBytes(data: Uint8Array, opts: { chunks?: boolean } = {}): BodyDigest {
+  const hasher = new ContentHasher({ chunks: Boolean(opts.chunks) && data.length > CHUNK_SIZE });
+  hasher.update(data);
+  return hasher.finish();
 }
 
 /**

@@ -76,10 +76,15 @@ test('datum put/get: bytes in blobs/sha256, record in datums/, dedup of equal co
   t.deepEqual(await e.cat.getDatum(a.id), a);
 
   const putsBefore = e.store.stats.puts;
+  const headsBefore = e.store.stats.heads;
   const b = await e.cat.putDatum(Readable.from([Buffer.from('hello '), Buffer.from('datum')]), { name: 'copy.txt', producer });
   t.not(b.id, a.id);
   t.is(b.blobKey, a.blobKey);
-  t.is(e.store.stats.puts - putsBefore, 1, 'dedup: only the datum record was written');
+  // A small blob is put create-if-absent without asking first: a dedup hit is one refused put (the round
+  // trip a head would have cost), one head to check the existing blob's size, and the record.
+  t.is(e.store.stats.puts - putsBefore, 2, 'dedup: a refused blob put and the datum record');
+  t.is(e.store.stats.heads - headsBefore, 1, 'dedup: the existing blob size checked');
+  t.is((await e.store.get(a.blobKey)).toString(), 'hello datum', 'the existing blob is untouched');
 
   const file = path.join(e.dir, 'on-disk.bin');
   await fs.writeFile(file, Buffer.alloc(5 << 20, 3));
@@ -304,7 +309,8 @@ test('store first: a failed record write leaves SQLite untouched, and a retry de
   t.deepEqual(cat.findDatums({ tag: 't' }), []);
   t.deepEqual((await inner.list('datums/')).objects, []);
   const d = await cat.putDatum(Buffer.from('payload'), { name: 'p', producer, tags: ['t'] });
-  t.is(store.calls.put, 3, 'blob already there: only the record was put again');
+  t.is(store.calls.put, 4, 'blob already there: its put was refused, then the record was put');
+  t.deepEqual((await inner.list('blobs/')).objects.map((o) => o.key), [d.blobKey], 'one blob, no chunk table (one chunk only)');
   t.deepEqual(cat.findDatums({ tag: 't' }), [d]);
   cat.close();
   await inner.close();

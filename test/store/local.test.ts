@@ -1,6 +1,8 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -190,6 +192,90 @@ test('handle cache under pressure: concurrent reads of many keys with one cached
   for (const k of keys) await s.put(k, Buffer.from(k.repeat(100)));
   const reads = await Promise.all(Array.from({ length: 400 }, (_, i) => s.getRange(keys[i % 8], 2 * (i % 50), 2)));
   t.true(reads.every((b, i) => b.toString() === keys[i % 8]));
+  await s.close();
+  await fs.rm(dir, { recursive: true });
+});
+
+test('a FIFO in place of an object is refused at once (NOT_FOUND naming it), never waited on', async (t) => {
+  const dir = await tempDir();
+  const s = new LocalDirStore(dir);
+  await s.put('blobs/real', Buffer.from('real'));
+  execFileSync('mkfifo', [path.join(dir, 'blobs', 'fifo')]);
+  // Without O_NONBLOCK the open would wait for a writer forever; no deadline is given here on purpose.
+  for (const read of [() => s.getRange('blobs/fifo', 0, 1), () => s.get('blobs/fifo')]) {
+    const err = await t.throwsAsync(read());
+    t.true(isVhfsError(err, 'NOT_FOUND'), err?.message);
+    t.true(err!.message.includes('blobs/fifo'));
+  }
+  t.is((await s.getRange('blobs/real', 0, 4)).toString(), 'real');
+  await s.close();
+  await fs.rm(dir, { recursive: true });
+});
+
+/** Opens the way a store on a hung filesystem would: a FIFO without O_NONBLOCK blocks in open() until a writer comes. */
+class BlockingOpenStore extends LocalDirStore {
+  /** Opens of the FIFOs (other objects are opened too; not counted). */
+  opens = 0;
+  protected override openFile(file: string): Promise<FileHandle> {
+    if (path.basename(file).startsWith('stuck')) this.opens++;
+    return fs.open(file, 'r');
+  }
+}
+
+test('a read blocked in the filesystem is cut off at its deadline; later reads retry; blocked calls are bounded per key and per store', async (t) => {
+  t.timeout(60_000);
+  const dir = await tempDir();
+  const s = new BlockingOpenStore(dir);
+  await s.put('blobs/ok', Buffer.from('fine'));
+  const fifos = ['stuck', 'stuck2'].map((n) => path.join(dir, 'blobs', n));
+  for (const f of fifos) execFileSync('mkfifo', [f]);
+  // Second names for the FIFOs (outside any key) to release the blocked opens at the end.
+  const spares = fifos.map((f, i) => path.join(dir, `.tmp-release-${i}`));
+  for (let i = 0; i < fifos.length; i++) await fs.link(fifos[i], spares[i]);
+  // Opening a FIFO to write wakes every open() blocked reading it; non-blocking, so with no reader it just fails.
+  const release = async () => {
+    for (const spare of spares) await fs.open(spare, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK).then((fh) => fh.close(), () => {});
+  };
+  t.teardown(release); // whatever fails below, no open() stays blocked (it would keep the process alive)
+
+  const timedOut = async (p: Promise<unknown>, ...mentions: string[]) => {
+    const err = await t.throwsAsync(p);
+    t.true(isVhfsError(err, 'TIMEOUT'), err?.message);
+    for (const m of mentions) t.true(err!.message.includes(m), `${err!.message} should mention ${m}`);
+    return err!;
+  };
+  // The first read blocks in open(); its deadline rejects it even though open() has not returned.
+  await timedOut(s.getRange('blobs/stuck', 0, 1, AbortSignal.timeout(300)), 'blobs/stuck', 'still blocked');
+  t.is(s.opens, 1);
+  // A later read does not wait on that open: it starts its own (a retry), cut off the same way.
+  await timedOut(s.getRange('blobs/stuck', 0, 1, AbortSignal.timeout(300)), 'blobs/stuck');
+  t.is(s.opens, 2);
+  // Two calls stuck on the key: a third read fails at once, without a filesystem call (a long deadline proves it did not wait for it).
+  await timedOut(s.getRange('blobs/stuck', 0, 1, AbortSignal.timeout(60_000)), '2 earlier read(s) of it');
+  t.is(s.opens, 2);
+  // Other keys are served meanwhile: two of libuv's four threads are stuck, not all.
+  t.is((await s.getRange('blobs/ok', 0, 4, AbortSignal.timeout(20_000))).toString(), 'fine');
+  // get() honours its deadline too; that is a third stuck call in the store, the most it allows:
+  await timedOut(s.get('blobs/stuck2', AbortSignal.timeout(300)), 'blobs/stuck2');
+  t.is(s.opens, 3);
+  // now any new read fails at once rather than risk the last thread.
+  await timedOut(s.getRange('blobs/ok', 0, 4, AbortSignal.timeout(60_000)), '3 in this store');
+  t.is(s.opens, 3);
+
+  // The object is fixed and the blocked opens return (a writer opens the FIFOs): the key reads normally again.
+  await s.put('blobs/stuck', Buffer.from('now a blob'));
+  await release();
+  let got: string | undefined;
+  for (let attempt = 0; attempt < 1000 && got === undefined; attempt++) {
+    try {
+      got = (await s.getRange('blobs/stuck', 0, 10, AbortSignal.timeout(20_000))).toString();
+    } catch (err) {
+      if (!(isVhfsError(err, 'TIMEOUT') && err.message.includes('earlier read'))) throw err;
+      await new Promise((r) => setTimeout(r, 10)); // polling the condition: the released calls settle on their own
+    }
+  }
+  t.is(got, 'now a blob');
+  t.is((await s.getRange('blobs/ok', 0, 4, AbortSignal.timeout(20_000))).toString(), 'fine');
   await s.close();
   await fs.rm(dir, { recursive: true });
 });
