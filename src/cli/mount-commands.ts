@@ -8,7 +8,8 @@ import { output, type Context, type Run } from './context.js';
 import { addOptions, MOUNT_OPTIONS, optionValues, valohaiPaths, type OptionValues, type READ_OPTIONS } from '../config/options.js';
 import type { ReadPathOptions } from '../inputs/read-path.js';
 import { applyInputFlags, checkRequiredInputs, loadInputsFile, parseInputFlags, type InputSpec } from '../inputs/config.js';
-import { mountInputs } from '../fuse/mount-inputs.js';
+import type { Catalog } from '../catalog/catalog.js';
+import { mountInputs, type InputsMount } from '../fuse/mount-inputs.js';
 import { clearStaleMount, mountState } from '../fuse/mountpoint.js';
 import { RateLimitedLog, serveDaemon, spawnDaemon, stopDaemon } from '../fuse/daemon.js';
 import { describeError, isVhfsError, VhfsError } from '../util/errors.js';
@@ -86,6 +87,11 @@ export function readPathOptions(ctx: Context, o: OptionValues<typeof READ_OPTION
   };
 }
 
+/** What a daemon's `--stats-file` holds: store and cache counters, process memory (`vhfs mount` and `vhfs serve`). */
+export function daemonCounters(catalog: Catalog, cache: InputsMount['cache']): Record<string, unknown> {
+  return { store: catalog.store.stats, cache: cache.stats, cacheMemory: cache.memoryStats, process: process.memoryUsage() };
+}
+
 /** Serve the mount in this process until SIGINT/SIGTERM; the exit code. */
 async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths: { inputs: string; config: string; jobInputs: string }): Promise<number> {
   const catalog = await ctx.catalog();
@@ -119,7 +125,7 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
           };
         },
         stop: () => mount.unmount(),
-        snapshot: () => ({ store: catalog.store.stats, cache: mount.cache.stats, cacheMemory: mount.cache.memoryStats, process: process.memoryUsage() }),
+        snapshot: () => daemonCounters(catalog, mount.cache),
       };
     },
     onReady: (info) => output(ctx, info, () => `ready: ${paths.inputs}`),

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { output, type Context, type Run } from './context.js';
-import { readPathOptions, unmountPath } from './mount-commands.js';
+import { daemonCounters, readPathOptions, unmountPath } from './mount-commands.js';
 import { addOptions, optionValues, SERVE_OPTIONS, type OptionValues } from '../config/options.js';
 import { mountServe } from '../fuse/mount-serve.js';
 import { RateLimitedLog, serveDaemon, spawnDaemon } from '../fuse/daemon.js';
@@ -47,6 +47,7 @@ async function serveCatalog(ctx: Context, o: ServeFlags, mountpoint: string): Pr
     log,
     statsFile: o.statsFile,
     start: async () => {
+      catalog.store.warmUp?.();
       const mount = await mountServe({
         mountpoint, catalog, ...readPathOptions(ctx, o),
         listingTtlSeconds: o.listingTtl, allowOther: o.allowOther, force: Boolean(o.force), log,
@@ -61,7 +62,7 @@ async function serveCatalog(ctx: Context, o: ServeFlags, mountpoint: string): Pr
           return { mountpoint: mount.mountpoint, pid: process.pid, datasets: datasets.length, models: models.length, allowOther: o.allowOther };
         },
         stop: () => mount.unmount(),
-        snapshot: () => ({ store: catalog.store.stats, cache: mount.cache.stats, cacheMemoryBytes: mount.cache.memoryBytes }),
+        snapshot: () => daemonCounters(catalog, mount.cache),
       };
     },
     onReady: (info) => output(ctx, info, () => `ready: ${mountpoint}`),
