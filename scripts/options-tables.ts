@@ -6,9 +6,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GLOBAL_OPTIONS, MOUNT_OPTIONS, optionsMarkdown, type OptionGroup } from '../src/config/options.js';
+import { GLOBAL_OPTIONS, MOUNT_OPTIONS, optionsMarkdown, SERVE_OPTIONS, type OptionGroup } from '../src/config/options.js';
 
-export const OPTION_TABLES: Record<string, OptionGroup> = { global: GLOBAL_OPTIONS, mount: MOUNT_OPTIONS };
+export const OPTION_TABLES: Record<string, OptionGroup> = { global: GLOBAL_OPTIONS, mount: MOUNT_OPTIONS, serve: SERVE_OPTIONS };
 
 /** `readme` with every marked table replaced by the current one. */
 export function withOptionTables(readme: string): string {

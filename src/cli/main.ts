@@ -11,6 +11,7 @@ import { addOptions, GLOBAL_OPTIONS, optionValues } from '../config/options.js';
 import { registerDataCommands } from './data-commands.js';
 import { registerCacheCommands } from './cache-commands.js';
 import { registerMountCommands } from './mount-commands.js';
+import { registerServeCommands } from './serve-commands.js';
 import { DAEMON_COMMAND, receiveDaemonArgs } from '../fuse/daemon.js';
 
 export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promise<void>): Command {
@@ -23,6 +24,7 @@ export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promi
   registerDataCommands(program, run);
   registerCacheCommands(program, run);
   registerMountCommands(program, run);
+  registerServeCommands(program, run);
   return program;
 }
 

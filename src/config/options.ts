@@ -80,6 +80,12 @@ export function parseCacheSize(text: string, where = 'cache size'): CacheQuota {
 const parsePath = (text: string): string => path.resolve(text);
 const parseText = (text: string): string => text;
 
+/** A path as another mount namespace sees it (a job's container): absolute, never resolved against our cwd. */
+function parseJobPath(text: string, where: string): string {
+  if (!path.isAbsolute(text)) throw new VhfsError('BAD_ARGUMENT', `${where} "${text}": expected an absolute path as the job sees it, e.g. /valohai`);
+  return path.normalize(text).replace(/(.)\/$/, '$1');
+}
+
 // ------------------------------------------------------------------------------------------------ tables
 
 /**
@@ -154,6 +160,14 @@ export const MOUNT_OPTIONS = {
     help: 'an input (repeatable; overrides the file\'s URIs for that name)',
   },
   force: { flags: '--force', help: 'replace a live or hung mount, or mount over a non-empty directory' },
+  allowOther: {
+    flags: '--allow-other',
+    help: 'let every user read the mount (allow_other, default_permissions), e.g. a job running as another uid; as non-root needs user_allow_other in /etc/fuse.conf',
+  },
+  jobRoot: {
+    flags: '--job-root <dir>', parse: parseJobPath,
+    help: 'where the job sees --root (e.g. /valohai in its container, --root bind-mounted there): inputs.json lists paths under it',
+  },
   ...READ_OPTIONS,
   kernelCache: {
     flags: '--no-kernel-cache', default: true, defaultText: 'on',
@@ -173,6 +187,28 @@ export const MOUNT_OPTIONS = {
     flags: '--prefetch',
     help: 'fill the host cache with every input in the background, below reads in priority (as vhfs prefetch does)',
   },
+} satisfies OptionGroup;
+
+/** `vhfs serve MOUNTPOINT`: the whole catalog, read-only, for browsing and for containers to bind-mount. */
+export const SERVE_OPTIONS = {
+  force: MOUNT_OPTIONS.force,
+  allowOther: {
+    flags: '--no-allow-other', default: true, defaultText: 'on',
+    help: 'only the serving user may read the mount (default: every user, with default_permissions; as non-root that needs user_allow_other in /etc/fuse.conf)',
+  },
+  listingTtl: {
+    flags: '--listing-ttl <seconds>', parse: parseSeconds, default: 10,
+    help: 'reuse listings of datasets, versions and aliases this long: moved aliases and new versions show within it (twice it for a name looked up while missing)',
+  },
+  ...READ_OPTIONS,
+  kernelCache: MOUNT_OPTIONS.kernelCache,
+  cacheTimeout: {
+    flags: '--cache-timeout <seconds>', parse: parseSeconds, default: 86400,
+    help: 'kernel entry/attribute cache timeout (what a name denotes never changes: versions are immutable, alias targets are read each time)',
+  },
+  foreground: MOUNT_OPTIONS.foreground,
+  stop: { flags: '--stop', help: 'stop the daemon serving MOUNTPOINT and unmount it (same as vhfs unmount --inputs-dir MOUNTPOINT)' },
+  statsFile: MOUNT_OPTIONS.statsFile,
 } satisfies OptionGroup;
 
 /** The defaults libraries fall back on when a caller passes nothing (tests, `vhfs cat`). */
@@ -225,10 +261,18 @@ export function optionsMarkdown(group: OptionGroup): string {
   return ['| option | environment | default | what it does |', '|---|---|---|---|', ...rows].join('\n');
 }
 
-/** The Valohai directories a mount uses, from `--root` and the per-directory overrides. */
-export function valohaiPaths(o: { root: string; inputsDir?: string | undefined; configDir?: string | undefined }): { inputs: string; config: string } {
-  return {
-    inputs: path.resolve(o.inputsDir ?? path.join(o.root, 'inputs')),
-    config: path.resolve(o.configDir ?? path.join(o.root, 'config')),
-  };
+/**
+ * The Valohai directories a mount uses, from `--root` and the per-directory overrides, and where the job sees
+ * the inputs (`jobInputs`): the mountpoint itself, or with `--job-root` the same place under the job's root
+ * (the host's `--root` bind-mounted at `--job-root` in the job's container).
+ */
+export function valohaiPaths(o: { root: string; inputsDir?: string | undefined; configDir?: string | undefined; jobRoot?: string | undefined }): { inputs: string; config: string; jobInputs: string } {
+  const inputs = path.resolve(o.inputsDir ?? path.join(o.root, 'inputs'));
+  const config = path.resolve(o.configDir ?? path.join(o.root, 'config'));
+  if (o.jobRoot === undefined) return { inputs, config, jobInputs: inputs };
+  const inside = path.relative(path.resolve(o.root), inputs);
+  if (inside.startsWith('..') || path.isAbsolute(inside)) {
+    throw new VhfsError('BAD_ARGUMENT', `--job-root ${o.jobRoot} stands for --root ${o.root}, but the inputs dir ${inputs} is not under it; mount under --root or drop --inputs-dir`);
+  }
+  return { inputs, config, jobInputs: path.posix.join(o.jobRoot, inside) };
 }

@@ -7,6 +7,9 @@
  * FUSE requests are served on this same thread, and a million-file inputs.json (~300 MB) must not stall
  * them while it is written. An input that could not be resolved is listed with no files and an `error`
  * naming why, so a job (or a person reading the file) is never told "no files" when the truth is "failed".
+ *
+ * Paths are the ones the job opens: under `jobInputsDir`, which is the mountpoint unless the job runs in a
+ * container that bind-mounts it elsewhere (`vhfs mount --job-root`): a host path would not exist there.
  */
 import { promises as fs, createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -15,13 +18,13 @@ import path from 'node:path';
 import type { InputSet } from './input-set.js';
 import { mkdirShared, shareFile } from '../util/shared-dirs.js';
 
-export async function writeInputsJson(file: string, mountpoint: string, inputs: InputSet, failures: ReadonlyMap<string, string> = new Map()): Promise<void> {
+export async function writeInputsJson(file: string, jobInputsDir: string, inputs: InputSet, failures: ReadonlyMap<string, string> = new Map()): Promise<void> {
   await mkdirShared(path.dirname(file));
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     // pipeline() owns the stream's errors: an unwritable config dir rejects here instead of an unhandled
     // 'error' event that would take the whole mount down.
-    await pipeline(Readable.from(batched(chunks(mountpoint, inputs, failures), 16 * 1024), { highWaterMark: 1 }), createWriteStream(tmp));
+    await pipeline(Readable.from(batched(chunks(jobInputsDir, inputs, failures), 16 * 1024), { highWaterMark: 1 }), createWriteStream(tmp));
     await shareFile(tmp);
     await fs.rename(tmp, file);
   } catch (err) {
@@ -47,7 +50,7 @@ async function* batched(parts: AsyncIterable<string>, bytes: number): AsyncGener
   if (pending.length) yield pending.join('');
 }
 
-async function* chunks(mountpoint: string, inputs: InputSet, failures: ReadonlyMap<string, string>): AsyncGenerator<string> {
+async function* chunks(jobInputsDir: string, inputs: InputSet, failures: ReadonlyMap<string, string>): AsyncGenerator<string> {
   yield '{';
   let firstInput = true;
   for (const name of inputs.names) {
@@ -60,7 +63,7 @@ async function* chunks(mountpoint: string, inputs: InputSet, failures: ReadonlyM
       for await (const f of input.describe()) {
         const entry = {
           name: f.name,
-          path: path.join(mountpoint, name, f.name),
+          path: path.posix.join(jobInputsDir, name, f.name),
           size: f.size,
           uri: f.uri,
           ...(f.datumId ? { datum_id: f.datumId } : {}),

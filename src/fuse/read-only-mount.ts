@@ -1,0 +1,79 @@
+/**
+ * A read-only vhfs mount whose handlers read through a `ReadPath`: the inputs mount and `vhfs serve` alike.
+ * One place decides how such a mount looks to the kernel (`ro`, `fsname=vhfs`, `subtype=vhfs`, the cache
+ * timeouts, who may enter it) and owns the order of things: the `ReadPath` (its source stores) is closed if
+ * the mount fails, and after the unmount, never while the kernel may still send reads.
+ */
+import type Fuse from 'fuse-native';
+import type { Ops } from 'fuse-native';
+import type { ReadPath } from '../inputs/read-path.js';
+import { DEFAULTS } from '../config/options.js';
+import { describeError } from '../util/errors.js';
+import { mountFuse, unmountFuse } from './mountpoint.js';
+import { sharingOptions } from './sharing.js';
+
+export interface KernelCacheOptions {
+  entryTimeout: number;
+  attrTimeout: number;
+  negativeTimeout: number;
+  kernelCache: boolean;
+}
+
+export const DEFAULT_KERNEL_CACHE: KernelCacheOptions = {
+  entryTimeout: DEFAULTS.cacheTimeoutSeconds,
+  attrTimeout: DEFAULTS.cacheTimeoutSeconds,
+  negativeTimeout: DEFAULTS.cacheTimeoutSeconds,
+  kernelCache: true,
+};
+
+export interface ReadOnlyMountOptions {
+  force: boolean;
+  kernel: KernelCacheOptions;
+  /** Every user may enter the mount (sharing.ts); `ownOnly` says how a user asks for the opposite. */
+  allowOther: boolean;
+  ownOnly: string;
+  log: (line: string) => void;
+}
+
+export interface ReadOnlyMount {
+  /** Whether every user may read it (allow_other). */
+  shared: boolean;
+  /** Unmount (once; later calls do nothing), then close the ReadPath. */
+  unmount(): Promise<void>;
+}
+
+export async function mountReadOnly(mountpoint: string, ops: Ops, readPath: ReadPath, opts: ReadOnlyMountOptions): Promise<ReadOnlyMount> {
+  const { kernel: k, log } = opts;
+  let fuse: Fuse;
+  let sharing: string[];
+  try {
+    sharing = await sharingOptions(opts.allowOther, opts.ownOnly);
+    fuse = await mountFuse(mountpoint, ops, {
+      force: opts.force,
+      fsname: 'vhfs',
+      subtype: 'vhfs',
+      entryTimeout: k.entryTimeout,
+      attrTimeout: k.attrTimeout,
+      kernelCache: k.kernelCache,
+      extraOptions: [`negative_timeout=${k.negativeTimeout}`, 'ro', ...sharing],
+      onHandlerError: (op, err) => log(`error: FUSE ${op} handler threw: ${describeError(err)}`),
+    });
+  } catch (err) {
+    await readPath.close();
+    throw err;
+  }
+  let unmounted = false;
+  return {
+    shared: sharing.length > 0,
+    async unmount() {
+      if (unmounted) return;
+      unmounted = true;
+      try {
+        await unmountFuse(fuse);
+        log(`unmounted ${mountpoint}`);
+      } finally {
+        await readPath.close();
+      }
+    },
+  };
+}
