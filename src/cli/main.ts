@@ -8,6 +8,7 @@ import { Context, type GlobalOptions } from './context.js';
 import { describeError, isVhfsError, VhfsError } from '../util/errors.js';
 import { registerCacheCommands, registerDataCommands } from './data-commands.js';
 import { registerMountCommands } from './mount-commands.js';
+import { registerOutputsCommands } from './outputs-commands.js';
 
 export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promise<void>): Command {
   const program = new Command('vhfs')
@@ -24,6 +25,7 @@ export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promi
   registerDataCommands(program, run);
   registerCacheCommands(program, run);
   registerMountCommands(program, run);
+  registerOutputsCommands(program, run);
   return program;
 }
 

@@ -1,0 +1,195 @@
+/**
+ * The writable FUSE tree of `outputs/`: a passthrough to the current run's staging tree on local disk.
+ *
+ * Thin by design: every handler is one node `fs` call on the staging path (callback API, no promise per
+ * call) plus a map update in the session (src/outputs/session.ts), which owns every upload decision. File
+ * handles are the staging tree's own file descriptors, so `read`/`write` go straight to `fs.read`/
+ * `fs.write` on the fd they are given: no lookup by path, no await besides the I/O itself.
+ *
+ * POSIX semantics come from the staging filesystem (errno passed through as is). What differs:
+ *  - while a finalize runs, modifications get EROFS; a handle whose run was finalized stays readable but
+ *    refuses writes (EROFS), so nothing written after the upload is silently lost;
+ *  - `mknod` (FIFOs, sockets, devices) is refused with EPERM: such files cannot be outputs. Symlinks and
+ *    hard links are stored; finalize uploads a symlink to a regular file inside outputs/ with that file's
+ *    bytes, and skips (with a warning) one that dangles or leads outside (spec §9 q11);
+ *  - permissions are those of the daemon's user (fuse-native does not tell us the caller's uid);
+ *  - fuse-native passes only one of the two times to `utimens` (the atime, twice), and both "now" and
+ *    "omit" arrive as 1073 ms after the epoch: "now" is assumed, so `touch` works; the mtime a `tar -x`
+ *    restores is lost (the datum's ctime is its time anyway).
+ *
+ * Deliberately absent handlers (each would be a hop to this thread): `flush` (writes are synchronous, so
+ * close has no error to report), `access` and the xattr family (libfuse answers ENOSYS once and the kernel
+ * stops asking), `opendir`/`releasedir` (libfuse keeps its own handle; see native-notes), `fgetattr`
+ * (libfuse falls back to `getattr`). libfuse's `hide` mode renames an unlinked-but-open file to
+ * `.fuse_hidden*` in its directory until its last close; finalize never takes those for outputs.
+ */
+import * as fs from 'node:fs';
+import { constants as C } from 'node:fs';
+import Fuse, { type Ops, type Stat } from 'fuse-native';
+import type { OutputsSession } from '../outputs/session.js';
+
+/** What `utimens` receives for UTIME_NOW and UTIME_OMIT alike (tv_sec 0, tv_nsec ≈ 2^30 → ms). */
+const UTIME_SENTINEL_MS = 1073;
+/** Open flags passed on to the staging file: access mode and synchronous-write flags. O_APPEND is left
+ * out on purpose: the kernel already computes every write's offset from the file size. */
+const O_ACCMODE = 3; // not in node's fs.constants (O_RDONLY 0, O_WRONLY 1, O_RDWR 2)
+const OPEN_FLAGS_KEPT = O_ACCMODE | C.O_SYNC | C.O_DSYNC;
+
+type Done = (errnoOrValue: number) => void;
+
+function statOf(st: fs.Stats): Stat {
+  return {
+    mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, nlink: st.nlink,
+    blksize: st.blksize, blocks: st.blocks, atime: st.atime, mtime: st.mtime, ctime: st.ctime,
+  };
+}
+
+/** The process umask (node's open/mkdir apply it again after the kernel applied the caller's). */
+function readUmask(): number {
+  const u = process.umask(0o022);
+  process.umask(u);
+  return u;
+}
+
+export function outputsOps(session: OutputsSession): Ops {
+  const real = (p: string) => session.stagePath(p);
+  const umask = readUmask();
+  const errno = (err: NodeJS.ErrnoException | null): number => (err ? (err.errno ?? Fuse.EIO) : 0);
+  const status = (cb: Done) => (err: NodeJS.ErrnoException | null) => cb(errno(err));
+  /** Run a modification unless the session is frozen (finalize), then tell the session. */
+  const modify = (cb: Done, io: (next: (err: NodeJS.ErrnoException | null) => void) => void, after?: () => void): void => {
+    if (!session.writable) return cb(Fuse.EROFS);
+    io((err) => {
+      if (!err) after?.();
+      cb(errno(err));
+    });
+  };
+  /** Undo the daemon's umask on a new file or directory when it would have removed bits the caller asked for. */
+  const exactMode = (mode: number) => (mode & umask) !== 0;
+
+  return {
+    getattr(p, cb) {
+      fs.lstat(real(p), (err, st) => {
+        if (err) return cb(errno(err));
+        cb(0, statOf(st));
+        session.attrServed(p);
+      });
+    },
+
+    readdir(p, cb) {
+      fs.readdir(real(p), (err, names) => (err ? cb(errno(err)) : cb(0, names)));
+    },
+
+    readlink(p, cb) {
+      fs.readlink(real(p), (err, target) => (err ? cb(errno(err)) : cb(0, target)));
+    },
+
+    statfs(_p, cb) {
+      fs.statfs(session.treeDir, (err, s) => {
+        if (err) return cb(errno(err));
+        cb(0, {
+          bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
+          files: s.files, ffree: s.ffree, favail: s.ffree, fsid: 0, flag: 0, namemax: 255,
+        });
+      });
+    },
+
+    create(p, mode, cb) {
+      if (!session.writable) return cb(Fuse.EROFS);
+      fs.open(real(p), C.O_CREAT | C.O_RDWR, mode & 0o7777, (err, fd) => {
+        if (err) return cb(errno(err));
+        if (exactMode(mode)) {
+          try { fs.fchmodSync(fd, mode & 0o7777); } catch { /* keep the masked mode */ }
+        }
+        session.created(fd, p);
+        cb(0, fd);
+      });
+    },
+
+    open(p, flags, cb) {
+      const write = (flags & O_ACCMODE) !== C.O_RDONLY;
+      if (write && !session.writable) return cb(Fuse.EROFS);
+      fs.open(real(p), flags & OPEN_FLAGS_KEPT, (err, fd) => {
+        if (err) return cb(errno(err));
+        session.opened(fd, p, write);
+        cb(0, fd);
+      });
+    },
+
+    read(_p, fd, buf, len, pos, cb) {
+      fs.read(fd, buf, 0, len, pos, (err, n) => cb(err ? errno(err) : n));
+    },
+
+    write(_p, fd, buf, len, pos, cb) {
+      if (!session.mayWrite(fd)) return cb(Fuse.EROFS);
+      fs.write(fd, buf, 0, len, pos, (err, n) => cb(err ? errno(err) : n));
+    },
+
+    release(_p, fd, cb) {
+      fs.close(fd, () => {
+        session.released(fd);
+        cb(0);
+      });
+    },
+
+    fsync(_p, datasync, fd, cb) {
+      (datasync ? fs.fdatasync : fs.fsync)(fd, status(cb));
+    },
+
+    truncate(p, size, cb) {
+      modify(cb, (next) => fs.truncate(real(p), size, next), () => session.changed(p));
+    },
+
+    ftruncate(_p, fd, size, cb) {
+      if (!session.mayWrite(fd)) return cb(Fuse.EROFS);
+      fs.ftruncate(fd, size, status(cb));
+    },
+
+    chmod(p, mode, cb) {
+      modify(cb, (next) => fs.chmod(real(p), mode & 0o7777, next), () => session.chmodded(p, mode));
+    },
+
+    chown(p, uid, gid, cb) {
+      modify(cb, (next) => fs.lchown(real(p), uid, gid, next));
+    },
+
+    utimens(p, atime, _mtimeIsAtimeAgain, cb) {
+      // fuse-native hands over milliseconds (a number), whatever its typings say.
+      const given = atime as unknown as number | Date;
+      const ms = typeof given === 'number' ? given : given.getTime();
+      const t = ms === UTIME_SENTINEL_MS ? new Date() : new Date(ms);
+      modify(cb, (next) => fs.lutimes(real(p), t, t, next));
+    },
+
+    unlink(p, cb) {
+      modify(cb, (next) => fs.unlink(real(p), next), () => session.removed(p));
+    },
+
+    rename(src, dst, cb) {
+      modify(cb, (next) => fs.rename(real(src), real(dst), next), () => session.renamed(src, dst));
+    },
+
+    link(src, dst, cb) {
+      modify(cb, (next) => fs.link(real(src), real(dst), next), () => session.linked(dst));
+    },
+
+    symlink(target, linkPath, cb) {
+      modify(cb, (next) => fs.symlink(target, real(linkPath), next), () => session.linked(linkPath));
+    },
+
+    mkdir(p, mode, cb) {
+      modify(cb, (next) => fs.mkdir(real(p), mode & 0o7777, (err) => {
+        if (err || !exactMode(mode)) return next(err);
+        fs.chmod(real(p), mode & 0o7777, next);
+      }));
+    },
+
+    rmdir(p, cb) {
+      modify(cb, (next) => fs.rmdir(real(p), next));
+    },
+
+    mknod(_p, _mode, _dev, cb) {
+      cb(Fuse.EPERM);
+    },
+  };
+}
