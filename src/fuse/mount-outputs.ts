@@ -53,7 +53,8 @@ export interface OutputsMountOptions {
   closeGraceMs?: number;
   force?: boolean;
   allowOther?: boolean;
-  kernel?: { entryTimeout?: number; attrTimeout?: number; kernelCache?: boolean };
+  /** Kernel options (defaults DEFAULT_OUTPUTS_KERNEL); the others exist to measure the defaults against. */
+  kernel?: Partial<typeof DEFAULT_OUTPUTS_KERNEL>;
   quiet?: boolean;
   log?: (line: string) => void;
 }
@@ -71,7 +72,7 @@ export interface OutputsMount {
   unmount(opts?: { finalize?: boolean }): Promise<FinalizeResult | undefined>;
 }
 
-export const DEFAULT_OUTPUTS_KERNEL = { entryTimeout: 0, attrTimeout: 0, kernelCache: true };
+export const DEFAULT_OUTPUTS_KERNEL = { entryTimeout: 0, attrTimeout: 0, kernelCache: true, bigWrites: true };
 /** The largest write request libfuse 2.9 negotiates. */
 export const MAX_WRITE = 128 * 1024;
 
@@ -104,7 +105,7 @@ export async function mountOutputs(opts: OutputsMountOptions): Promise<OutputsMo
       attrTimeout: k.attrTimeout,
       kernelCache: k.kernelCache,
       allowOther: opts.allowOther ?? false,
-      extraOptions: ['big_writes', `max_write=${MAX_WRITE}`, 'negative_timeout=0'],
+      extraOptions: [...(k.bigWrites ? ['big_writes', `max_write=${MAX_WRITE}`] : []), 'negative_timeout=0'],
       onHandlerError: (op, err) => log(`error: FUSE ${op} handler threw: ${describeError(err)}`),
     });
   } catch (err) {

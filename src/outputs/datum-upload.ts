@@ -88,13 +88,15 @@ export async function uploadBlobFile(store: ObjectStore, file: string, label: st
   } catch (err) {
     throw new VhfsError('NOT_FOUND', `output "${label}": cannot read ${file} (${(err as Error).message})`, { cause: err });
   }
+  // Known and already stored (an eager upload of exactly this content): nothing to read.
+  if (known && known.size === size && (await blobPresent(store, known, label))) return known;
   if (size <= SMALL_FILE_BYTES) {
     const data = await fs.readFile(file);
     const digest = hashBuffer(data);
     if (!(await blobPresent(store, digest, label))) await putBlob(store, digest, data);
     return digest;
   }
-  const digest = known && known.size === size ? known : await hashFile(file);
+  const digest = await hashFile(file);
   if (await blobPresent(store, digest, label)) return digest;
   const rehash = new HashingTransform({ md5: false });
   const source = createReadStream(file, { highWaterMark: readBufferSize(size) });

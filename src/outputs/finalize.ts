@@ -37,6 +37,8 @@ export interface FinalizeContext {
   quiet?: boolean;
   log?: (line: string) => void;
   maxPackageSize?: number;
+  /** Waits between upload attempts (default uploader.ts RETRY_DELAYS_MS). */
+  retryDelaysMs?: readonly number[];
 }
 
 export interface FinalizeResult {
@@ -161,6 +163,7 @@ export async function finalizeRun(ctx: FinalizeContext, runId: string): Promise<
   if (jobs.length) log(`outputs: uploading ${jobs.length} file(s) of run ${runId}${bytes ? ` (${formatBytes(bytes)})` : ''}`);
   const outcomes = await runUploads(catalog, journal, run.producer, jobs, {
     concurrency: ctx.concurrency ?? 8, quiet: ctx.quiet ?? false, log, label: 'outputs: uploading',
+    ...(ctx.retryDelaysMs ? { retryDelaysMs: ctx.retryDelaysMs } : {}),
   });
   for (const o of outcomes) {
     if (o.datum) {

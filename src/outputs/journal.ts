@@ -252,6 +252,7 @@ export class Journal {
         `UPDATE OR REPLACE staged SET path = @to || substr(path, length(@from) + 1)
          WHERE run_id = @runId AND (path = @from OR substr(path, 1, length(@prefix)) = @prefix)`),
       eager: this.db.prepare('SELECT fingerprint, sha256, size FROM eager WHERE run_id = ? AND path = ?'),
+      eagerCount: this.db.prepare('SELECT count(*) AS n FROM eager WHERE run_id = ?'),
       putEager: this.db.prepare(
         'INSERT OR REPLACE INTO eager (run_id, path, fingerprint, sha256, size) VALUES (?, ?, ?, ?, ?)'),
       action: this.db.prepare('SELECT state, detail FROM actions WHERE run_id = ? AND key = ?'),
@@ -390,6 +391,11 @@ export class Journal {
 
   eager(runId: string, path: string): EagerBlob | undefined {
     return this.st.eager.get(runId, path) as EagerBlob | undefined;
+  }
+
+  /** How many of the run's files have an eager blob recorded. */
+  eagerCount(runId: string): number {
+    return (this.st.eagerCount.get(runId) as { n: number }).n;
   }
 
   putEager(runId: string, path: string, blob: EagerBlob): void {

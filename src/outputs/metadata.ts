@@ -289,7 +289,10 @@ function parseCollection(uri: string): { name: string; selector: string } | stri
 
 function resolveAliasConflicts(byPath: Map<string, FileMetadata>, warnings: string[]): void {
   const claims = new Map<string, string[]>();
-  for (const [p, meta] of byPath) if (meta.alias) claims.set(meta.alias, [...(claims.get(meta.alias) ?? []), p]);
+  for (const p of [...byPath.keys()].sort()) {
+    const alias = byPath.get(p)!.alias;
+    if (alias) claims.set(alias, [...(claims.get(alias) ?? []), p]);
+  }
   for (const [alias, paths] of claims) {
     if (paths.length < 2) continue;
     warnings.push(`warning: datum alias "${alias}" is claimed by ${paths.length} outputs (${paths.map((p) => `"${p}" (${byPath.get(p)!.sources.join(', ')})`).join(', ')}); alias not moved`);

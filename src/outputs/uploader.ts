@@ -17,7 +17,7 @@ import { Progress } from '../util/progress.js';
 import { putOutputDatum } from './datum-upload.js';
 import type { Journal, UploadRow } from './journal.js';
 
-const RETRY_DELAYS_MS = [200, 1000, 3000];
+export const RETRY_DELAYS_MS = [200, 1000, 3000];
 
 export interface UploadJob {
   row: UploadRow;
@@ -36,7 +36,10 @@ export interface UploadOutcome {
   error?: string;
 }
 
-export async function runUpload(catalog: Catalog, journal: Journal, producer: Producer, job: UploadJob, log: (line: string) => void): Promise<UploadOutcome> {
+export async function runUpload(
+  catalog: Catalog, journal: Journal, producer: Producer, job: UploadJob, log: (line: string) => void,
+  retryDelaysMs: readonly number[] = RETRY_DELAYS_MS,
+): Promise<UploadOutcome> {
   const { row } = job;
   let mayExist = job.mayExist;
   for (let attempt = 0; ; attempt++) {
@@ -51,12 +54,12 @@ export async function runUpload(catalog: Catalog, journal: Journal, producer: Pr
       mayExist = true; // the failed attempt may have got as far as the datum record
       const retryable = isVhfsError(err, 'STORE') || isVhfsError(err, 'TIMEOUT') || isVhfsError(err, 'INTEGRITY');
       const message = describeError(err);
-      if (!retryable || attempt >= RETRY_DELAYS_MS.length) {
+      if (!retryable || attempt >= retryDelaysMs.length) {
         journal.markFailed(row.id, message);
         log(`error: output "${row.path}" not uploaded (${message}); it stays staged for \`vhfs outputs recover\``);
         return { job, error: message };
       }
-      await new Promise((r) => setTimeout(r, RETRY_DELAYS_MS[attempt]));
+      await new Promise((r) => setTimeout(r, retryDelaysMs[attempt]));
     }
   }
 }
@@ -64,12 +67,12 @@ export async function runUpload(catalog: Catalog, journal: Journal, producer: Pr
 /** Upload `jobs` with at most `concurrency` at once and a progress line; outcomes in job order. */
 export async function runUploads(
   catalog: Catalog, journal: Journal, producer: Producer, jobs: UploadJob[],
-  opts: { concurrency: number; quiet: boolean; log: (line: string) => void; label: string },
+  opts: { concurrency: number; quiet: boolean; log: (line: string) => void; label: string; retryDelaysMs?: readonly number[] },
 ): Promise<UploadOutcome[]> {
   if (jobs.length === 0) return [];
   const progress = new Progress(opts.label, jobs.length, { quiet: opts.quiet });
   const outcomes = await mapLimit(jobs, opts.concurrency, async (job) => {
-    const out = await runUpload(catalog, journal, producer, job, opts.log);
+    const out = await runUpload(catalog, journal, producer, job, opts.log, opts.retryDelaysMs);
     progress.tick(1, out.datum?.size ?? 0);
     return out;
   });
