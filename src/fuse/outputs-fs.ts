@@ -126,10 +126,10 @@ export function outputsOps(session: OutputsSession): Ops {
     },
 
     release(_p, fd, cb) {
-      fs.close(fd, () => {
-        session.released(fd);
-        cb(0);
-      });
+      // Forget the handle before the fd is closed: once closed, the number can be handed to the next
+      // open at once, and forgetting it afterwards would drop that new file's handle.
+      session.released(fd);
+      fs.close(fd, () => cb(0));
     },
 
     fsync(_p, datasync, fd, cb) {
