@@ -146,8 +146,8 @@ function report(ctx: Context, statuses: RunStatus[], results: FinalizeResult[]):
 
 function describeRun(s: RunStatus, limit: number): string {
   const c = s.counts;
-  const owner = s.owner.alive ? `mount pid ${s.owner.pid}` : 'no live mount';
-  const head = `run ${s.id} (${s.state}, ${owner}${s.executionId ? `, execution ${s.executionId}` : ''}): ` +
+  const owner = s.state === 'finalized' ? '' : s.owner.alive ? `, owner pid ${s.owner.pid}` : ', no live owner';
+  const head = `run ${s.id} (${s.state}${owner}${s.executionId ? `, execution ${s.executionId}` : ''}): ` +
     `${c.pending} pending, ${c.uploading} uploading, ${c.done} done, ${c.failed} failed`;
   const lines = s.files.slice(0, limit).map((f) =>
     `  ${f.state.padEnd(9)} ${f.path}${f.size !== undefined ? ` (${formatBytes(f.size)})` : ''}` +
