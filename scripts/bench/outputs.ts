@@ -133,7 +133,7 @@ async function throughMount(
 ): Promise<{ write: number; finalize?: number }> {
   const env = await freshEnv(cfg, name);
   const mount = await mountOutputs({
-    root: env.root, home: env.home, catalog: env.catalog, kernel, quiet: true,
+    mountpoint: path.join(env.root, 'outputs'), home: env.home, catalog: env.catalog, kernel, quiet: true,
     ...(opts.eager ? { eagerQuietMs: 200 } : {}), env: {},
   });
   try {

@@ -1,35 +1,62 @@
 /**
- * Block cache between FUSE reads and the object store.
+ * The block cache between readers (FUSE `read`, `vhfs cat`) and the object stores.
  *
- * Every source object (a package or a blob) is cut into fixed, aligned blocks of `blockSize` bytes (the last
- * one shorter). A read of [offset, offset+length) maps to the blocks covering it and is served from, in order:
- *  1. memory: an LRU of block buffers bounded in bytes. When every block is there, `tryReadSync` copies
- *     straight into the caller's buffer with no await, which is what keeps a FUSE read of a hot file cheap;
- *  2. an in-flight fetch of the same block: concurrent readers wait on one promise (single flight);
- *  3. the disk tier (`BlockDisk`), if configured: blocks survive the process, and later a shared host cache;
- *  4. the store: missing blocks that are contiguous are fetched with one ranged GET, under a deadline
- *     (fuse-native fails an op after 15 s, so a cold read must answer, or fail with EIO, before that).
+ * Two shapes of cached data, chosen per read by how the source is being walked:
+ *  - **extents**: a small file read at random is fetched as exactly its own bytes (one ranged GET of the
+ *    member, not of the block around it), so a shuffled walk over a package of 16 KiB members reads each
+ *    member once and nothing else;
+ *  - **blocks**: fixed, aligned blocks of `blockSize` bytes (the last one shorter). Large files, and small
+ *    files read in order (each one starting where the previous read of the same source ended), go through
+ *    blocks, and a sequential reader gets readahead: a window that doubles per batch up to `readaheadBytes`,
+ *    fetched as ranged GETs of up to `runBytes` each, several in flight, so the store stays busy ahead of
+ *    the reader.
  *
- * Readahead: per source, a read of the block right after the previously read one counts as sequential and
- * doubles a window (up to `readaheadBytes`, whatever the block size); the window's missing blocks are fetched in the background in
- * one ranged GET. A random read resets the window. Sources are immutable (content-addressed keys), so a
- * cached block never needs invalidation.
+ * Where a read is served from, in order: memory (`MemoryTier`; a hit is copied into the caller's buffer
+ * with no await, which keeps a FUSE read of a hot file cheap), an in-flight fetch of the same block or
+ * extent (single flight), the disk tier (`BlockDisk`, whole verified blocks), then the store through a
+ * bounded `FetchQueue` per store in which readers' misses go before readahead. Every read answers within
+ * `fetchTimeoutMs`, or fails with TIMEOUT (fuse-native gives up after 15 s; an answer must come first).
+ *
+ * Every byte is checked before any reader sees it, with what the source offers (`ObjectRef.integrity`):
+ *  - a chunk table (vhfs packages, large blobs): each fetched block is checked chunk by chunk (CRC-32 per
+ *    64 KiB); the table itself is read once per source, lazily;
+ *  - a member CRC-32 (zip packages): an extent is checked against its member's CRC; with no chunk table,
+ *    a read that delivers a whole member from blocks is checked the same way before it is delivered;
+ *  - a whole-object SHA-256 (a content-addressed blob): checked when the blob is fetched whole.
+ * A mismatch is INTEGRITY, naming the object and range; the data is never cached. What cannot be checked
+ * (a local file, the middle of a large member of a package written by another tool) is served as read:
+ * see docs/vhpkgzip.md and docs/SEMANTICS.md.
+ *
+ * Memory: the kernel keeps what it was given in its page cache (`kernel_cache`), so `MemoryTier` counts
+ * delivered bytes and keeps spent data only while there is room. Readahead stops when fetched-but-unread
+ * data and fetches in flight would pass half the budget.
  */
-import { LRUCache } from 'lru-cache';
-import type { ObjectStore } from '../store/types.js';
-import type { IndexSource } from '../index/tree-index.js';
+import { crc32 } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import type { ObjectRef, ObjectStore } from '../store/types.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
+import { ChunkTable } from '../util/chunk-hashes.js';
+import { DEFAULTS } from '../config/options.js';
+import { MemoryTier } from './memory.js';
+import { FetchQueue, Priority } from './fetch-queue.js';
 
-/** A persistent tier for blocks, keyed by (store url, object key, block size, block number). */
+/** A persistent tier of whole, verified blocks, keyed by (source name, block size, block number). */
 export interface BlockDisk {
   get(source: string, blockSize: number, block: number): Promise<Buffer | undefined>;
   put(source: string, blockSize: number, block: number, data: Buffer): Promise<void>;
 }
 
+/** The file (zip member or blob) a read belongs to: its extent in the source, and its CRC-32 if known. */
+export interface FileExtent {
+  start: number;
+  size: number;
+  crc32?: number;
+}
+
 export interface BlockCacheOptions {
   /** The store of sources that name none. */
   store: ObjectStore;
-  /** The store of sources that name one (`IndexSource.store`). */
+  /** The store of sources that name one (`ObjectRef.store`). */
   storeFor?: (url: string) => ObjectStore;
   blockSize?: number;
   memoryBytes?: number;
@@ -37,11 +64,17 @@ export interface BlockCacheOptions {
   fetchTimeoutMs?: number;
   /** Largest readahead window in bytes (0: none). Independent of the block size. */
   readaheadBytes?: number;
+  /** Largest single ranged GET for block runs (readahead is split into runs this big, fetched in parallel). */
+  runBytes?: number;
+  /** Requests in flight per store (default: 8 for a local directory store, 32 for others). */
+  concurrency?: number;
+  /** Files up to this size read at random are fetched as extents (default: the block size). */
+  extentMaxBytes?: number;
   /**
    * Readahead never goes past this offset of a source (default: its end). A reader that knows what it
    * will read (`vhfs cat` of some files) stops the cache fetching what nobody asked for.
    */
-  readaheadLimit?: (source: IndexSource) => number | undefined;
+  readaheadLimit?: (source: ObjectRef) => number | undefined;
   /** Called with one line when a background fetch or a disk write fails (never throws into readers). */
   warn?: (message: string) => void;
 }
@@ -51,158 +84,303 @@ export interface BlockCacheStats {
   diskHits: number;
   storeFetches: number;
   storeBlocks: number;
+  extentFetches: number;
   readaheadBlocks: number;
   waits: number;
+  verifiedBytes: number;
+  uncheckedBytes: number;
+  integrityFailures: number;
 }
 
-export const DEFAULT_BLOCK_SIZE = 256 * 1024;
-export const DEFAULT_READAHEAD_BYTES = 8 * 1024 * 1024;
-
-interface SequenceState {
+/** Per source (one ObjectRef object of an index): its cache key prefix, access pattern and chunk table. */
+interface SourceState {
+  id: string;
+  /** Where the last read of this source ended, and the block it ended in. */
+  lastEnd: number;
   lastBlock: number;
+  /** Readahead window in blocks; the last block already requested ahead of the reader. */
   window: number;
-  /** Last block already requested ahead of the reader. */
   aheadUntil: number;
+  table?: Promise<ChunkTable | undefined>;
 }
 
 export class BlockCache {
   readonly blockSize: number;
-  readonly stats: BlockCacheStats = { memoryHits: 0, diskHits: 0, storeFetches: 0, storeBlocks: 0, readaheadBlocks: 0, waits: 0 };
+  readonly stats: BlockCacheStats = {
+    memoryHits: 0, diskHits: 0, storeFetches: 0, storeBlocks: 0, extentFetches: 0, readaheadBlocks: 0, waits: 0,
+    verifiedBytes: 0, uncheckedBytes: 0, integrityFailures: 0,
+  };
   private readonly store: ObjectStore;
   private readonly storeFor: (url: string) => ObjectStore;
-  private readonly memory: LRUCache<string, Buffer>;
-  private readonly inflight = new Map<string, Promise<Buffer>>();
-  private readonly sequences = new Map<string, SequenceState>();
+  private readonly memory: MemoryTier;
+  private readonly inflight = new Map<string, { promise: Promise<Buffer>; promote: () => void }>();
+  private inflightBytes = 0;
+  private readonly states = new WeakMap<ObjectRef, SourceState>();
+  private readonly queues = new Map<string, FetchQueue>();
   private readonly disk?: BlockDisk;
   private readonly fetchTimeoutMs: number;
   private readonly maxReadahead: number;
+  private readonly runBlocks: number;
+  private readonly concurrency?: number;
+  private readonly extentMax: number;
   private readonly warn: (message: string) => void;
-  private readonly readaheadLimit?: (source: IndexSource) => number | undefined;
+  private readonly readaheadLimit?: (source: ObjectRef) => number | undefined;
 
   constructor(opts: BlockCacheOptions) {
     this.store = opts.store;
     this.storeFor = opts.storeFor ?? (() => opts.store);
-    this.blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
+    this.blockSize = opts.blockSize ?? DEFAULTS.blockSize;
     if (!Number.isInteger(this.blockSize) || this.blockSize < 4096 || (this.blockSize & (this.blockSize - 1)) !== 0) {
       throw new VhfsError('BAD_ARGUMENT', `block size ${this.blockSize}: must be a power of two of at least 4096`);
     }
-    this.memory = new LRUCache<string, Buffer>({
-      maxSize: Math.max(opts.memoryBytes ?? 256 * 1024 * 1024, this.blockSize * 4),
-      sizeCalculation: (b) => Math.max(b.length, 1),
-    });
+    this.memory = new MemoryTier(Math.max(opts.memoryBytes ?? DEFAULTS.memoryBytes, this.blockSize * 4));
     this.disk = opts.disk;
-    this.fetchTimeoutMs = opts.fetchTimeoutMs ?? 10_000;
-    this.maxReadahead = Math.floor((opts.readaheadBytes ?? DEFAULT_READAHEAD_BYTES) / this.blockSize);
+    this.fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs;
+    this.maxReadahead = Math.floor((opts.readaheadBytes ?? DEFAULTS.readaheadBytes) / this.blockSize);
+    this.runBlocks = Math.max(1, Math.floor((opts.runBytes ?? 2 * 1024 * 1024) / this.blockSize));
+    this.concurrency = opts.concurrency;
+    this.extentMax = opts.extentMaxBytes ?? this.blockSize;
     this.warn = opts.warn ?? (() => {});
     this.readaheadLimit = opts.readaheadLimit;
   }
 
   /**
-   * Copy `length` bytes at `offset` of `source` into `dst` if every block is in memory; returns the number
-   * of bytes copied, or -1 when a block is missing (then call `read`).
+   * Copy `length` bytes at `offset` of `source` into `dst` if they are all in memory; returns the number of
+   * bytes copied, or -1 when something is missing (then call `read`).
    */
-  tryReadSync(source: IndexSource, offset: number, length: number, dst: Buffer): number {
+  tryReadSync(source: ObjectRef, offset: number, length: number, dst: Buffer, file?: FileExtent): number {
     const end = Math.min(offset + length, source.size);
     if (end <= offset) return 0;
+    const st = this.state(source);
+    if (file) {
+      const extent = this.memory.get(extentKey(st, file.start));
+      if (extent && offset >= file.start && end <= file.start + extent.length) {
+        const n = extent.copy(dst, 0, offset - file.start, end - file.start);
+        this.memory.deliver(extentKey(st, file.start), n);
+        this.stats.memoryHits++;
+        this.noteAccess(source, st, offset, end);
+        return n;
+      }
+    }
     const bs = this.blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
-    for (let b = first; b <= last; b++) if (!this.memory.has(blockKey(source.key, b))) return -1;
-    let copied = 0;
-    for (let b = first; b <= last; b++) {
-      const block = this.memory.get(blockKey(source.key, b))!;
-      const from = b === first ? offset - b * bs : 0;
-      const to = b === last ? end - b * bs : block.length;
-      copied += block.copy(dst, copied, from, to);
-    }
+    for (let b = first; b <= last; b++) if (!this.memory.has(blockKey(st, b))) return -1;
+    const blocks: Buffer[] = [];
+    for (let b = first; b <= last; b++) blocks.push(this.memory.get(blockKey(st, b))!);
+    const n = this.copyOut(source, st, blocks, first, offset, end, dst, file);
+    if (n < 0) return -1;
     this.stats.memoryHits++;
-    this.noteAccess(source, first, last);
-    return copied;
+    this.noteAccess(source, st, offset, end);
+    return n;
   }
 
   /** Read `length` bytes at `offset` (clipped to the object's end) into `dst`; resolves with the byte count. */
-  async read(source: IndexSource, offset: number, length: number, dst: Buffer): Promise<number> {
-    const sync = this.tryReadSync(source, offset, length, dst);
+  async read(source: ObjectRef, offset: number, length: number, dst: Buffer, file?: FileExtent): Promise<number> {
+    const sync = this.tryReadSync(source, offset, length, dst, file);
     if (sync >= 0) return sync;
     const end = Math.min(offset + length, source.size);
-    const bs = this.blockSize;
-    const first = Math.floor(offset / bs);
-    const last = Math.floor((end - 1) / bs);
-    const blocks = await this.getBlocks(source, first, last);
-    let copied = 0;
-    for (let b = first; b <= last; b++) {
-      const block = blocks[b - first];
-      const from = b === first ? offset - b * bs : 0;
-      const to = b === last ? end - b * bs : block.length;
-      copied += block.copy(dst, copied, from, to);
-    }
-    this.noteAccess(source, first, last);
-    return copied;
+    const st = this.state(source);
+    return this.withDeadline(source, offset, end, async () => {
+      if (file && file.size > 0 && file.size <= this.extentMax && !this.isSequential(st, file.start)) {
+        const data = await this.extent(source, st, file);
+        const n = data.copy(dst, 0, offset - file.start, end - file.start);
+        this.memory.deliver(extentKey(st, file.start), n);
+        this.noteAccess(source, st, offset, end);
+        return n;
+      }
+      const bs = this.blockSize;
+      const first = Math.floor(offset / bs);
+      const last = Math.floor((end - 1) / bs);
+      const blocks = await this.getBlocks(source, st, first, last, Priority.Reader);
+      const n = this.copyOut(source, st, blocks, first, offset, end, dst, file);
+      if (n < 0) throw this.mismatch(source, file!.start, file!.start + file!.size, 'its CRC-32');
+      this.noteAccess(source, st, offset, end);
+      return n;
+    });
   }
 
   /** Drop every cached block of memory (tests, and `vhfs cache drop`). Disk blocks stay. */
   clearMemory(): void {
     this.memory.clear();
-    this.sequences.clear();
   }
 
   get memoryBytes(): number {
-    return this.memory.calculatedSize;
+    return this.memory.bytes;
   }
 
-  private async getBlocks(source: IndexSource, first: number, last: number): Promise<Buffer[]> {
+  get memoryStats(): ReturnType<MemoryTier['stats']> {
+    return this.memory.stats();
+  }
+
+  // ---------------------------------------------------------------------------------------- serving
+
+  /**
+   * Copy [offset, end) out of `blocks` (starting at block `first`) into `dst` and account the delivery.
+   * When the read delivers a whole member whose CRC-32 is known and the source has no chunk table (so the
+   * blocks were not checked when fetched), the member is checked first; -1 on a mismatch.
+   */
+  private copyOut(source: ObjectRef, st: SourceState, blocks: Buffer[], first: number, offset: number, end: number, dst: Buffer, file?: FileExtent): number {
+    const bs = this.blockSize;
+    const last = first + blocks.length - 1;
+    const checkMember = file !== undefined && file.crc32 !== undefined && source.integrity?.memberCrc32 === true
+      && source.integrity.chunkTable === undefined && offset <= file.start && end >= file.start + file.size;
+    let crc = 0;
+    let copied = 0;
+    for (let b = first; b <= last; b++) {
+      const block = blocks[b - first];
+      const from = b === first ? offset - b * bs : 0;
+      const to = b === last ? end - b * bs : block.length;
+      if (checkMember) {
+        const mFrom = Math.max(from, file.start - b * bs);
+        const mTo = Math.min(to, file.start + file.size - b * bs);
+        if (mTo > mFrom) crc = crc32(block.subarray(mFrom, mTo), crc);
+      }
+      copied += block.copy(dst, copied, from, to);
+    }
+    if (checkMember) {
+      if (crc !== file.crc32) {
+        // Unchecked blocks hold the bad bytes somewhere: drop them all, so a retry fetches them again.
+        for (let b = first; b <= last; b++) this.memory.delete(blockKey(st, b));
+        this.stats.integrityFailures++;
+        return -1;
+      }
+      this.stats.verifiedBytes += file.size;
+    }
+    for (let b = first; b <= last; b++) {
+      const from = b === first ? offset - b * bs : 0;
+      const to = b === last ? end - b * bs : blocks[b - first].length;
+      this.memory.deliver(blockKey(st, b), to - from);
+    }
+    return copied;
+  }
+
+  private isSequential(st: SourceState, start: number): boolean {
+    return st.lastEnd >= 0 && start >= st.lastEnd - this.blockSize && start <= st.lastEnd + this.blockSize;
+  }
+
+  private withDeadline(source: ObjectRef, offset: number, end: number, fn: () => Promise<number>): Promise<number> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new VhfsError('TIMEOUT',
+        `${this.storeOf(source).url}/${source.key}: no answer for bytes ${offset}-${end - 1} within ${this.fetchTimeoutMs} ms`)), this.fetchTimeoutMs);
+    });
+    return Promise.race([fn(), timeout]).finally(() => clearTimeout(timer));
+  }
+
+  // ---------------------------------------------------------------------------------------- extents
+
+  private extent(source: ObjectRef, st: SourceState, file: FileExtent): Promise<Buffer> {
+    const key = extentKey(st, file.start);
+    const hit = this.memory.get(key);
+    if (hit) return Promise.resolve(hit);
+    const pending = this.inflight.get(key);
+    if (pending) {
+      this.stats.waits++;
+      pending.promote();
+      return pending.promise;
+    }
+    this.stats.extentFetches++;
+    const job = this.queue(source).run(Priority.Reader, async () => {
+      const data = await this.fetch(source, file.start, file.size);
+      await this.checkExtent(source, st, file, data);
+      return data;
+    });
+    return this.track(key, file.size, job, (data) => this.memory.set(key, data));
+  }
+
+  private async checkExtent(source: ObjectRef, st: SourceState, file: FileExtent, data: Buffer): Promise<void> {
+    const integrity = source.integrity;
+    let ok: boolean | undefined;
+    if (integrity?.memberCrc32 && file.crc32 !== undefined) ok = crc32(data) === file.crc32;
+    else if (integrity?.sha256 && file.start === 0 && file.size === source.size) {
+      ok = createHash('sha256').update(data).digest('hex') === integrity.sha256;
+    } else {
+      const table = await this.table(source, st);
+      if (table?.covers(file.start, data.length)) ok = table.verify(file.start, data) === undefined;
+    }
+    if (ok === undefined) this.stats.uncheckedBytes += data.length;
+    else if (ok) this.stats.verifiedBytes += data.length;
+    else {
+      this.stats.integrityFailures++;
+      throw this.mismatch(source, file.start, file.start + file.size, integrity?.memberCrc32 ? 'its CRC-32' : 'its checksum');
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------- blocks
+
+  private getBlocks(source: ObjectRef, st: SourceState, first: number, last: number, priority: Priority): Promise<Buffer[]> {
     const result: Array<Buffer | Promise<Buffer> | undefined> = [];
     const missing: number[] = [];
     for (let b = first; b <= last; b++) {
-      const key = blockKey(source.key, b);
-      const hit = this.memory.get(key) ?? this.inflight.get(key);
-      if (hit instanceof Promise) this.stats.waits++;
-      result.push(hit);
-      if (hit === undefined) missing.push(b);
+      const key = blockKey(st, b);
+      const hit = this.memory.get(key);
+      if (hit) {
+        result.push(hit);
+        continue;
+      }
+      const pending = this.inflight.get(key);
+      if (pending) {
+        this.stats.waits++;
+        if (priority === Priority.Reader) pending.promote();
+        result.push(pending.promise);
+        continue;
+      }
+      result.push(undefined);
+      missing.push(b);
     }
     if (missing.length > 0) {
-      const fetched = this.fetchBlocks(source, missing);
+      const fetched = this.fetchBlocks(source, st, missing, priority);
       missing.forEach((b, k) => { result[b - first] = fetched[k]; });
     }
     return Promise.all(result as Array<Buffer | Promise<Buffer>>);
   }
 
-  /** Start fetching `blocks` (sorted, none cached or in flight); one promise per block, registered in flight. */
-  private fetchBlocks(source: IndexSource, blocks: number[]): Array<Promise<Buffer>> {
+  /** Start fetching `blocks` (sorted, none cached or in flight): runs of consecutive blocks, one ranged GET per run. */
+  private fetchBlocks(source: ObjectRef, st: SourceState, blocks: number[], priority: Priority): Array<Promise<Buffer>> {
     const promises: Array<Promise<Buffer>> = [];
-    // Group into runs of consecutive blocks: one ranged GET per run.
     let runStart = 0;
     for (let k = 1; k <= blocks.length; k++) {
-      if (k < blocks.length && blocks[k] === blocks[k - 1] + 1) continue;
-      promises.push(...this.fetchRun(source, blocks[runStart], blocks[k - 1]));
+      if (k < blocks.length && blocks[k] === blocks[k - 1] + 1 && k - runStart < this.runBlocks) continue;
+      promises.push(...this.fetchRun(source, st, blocks[runStart], blocks[k - 1], priority));
       runStart = k;
     }
     return promises;
   }
 
-  private fetchRun(source: IndexSource, first: number, last: number): Array<Promise<Buffer>> {
-    const run = this.loadRun(source, first, last);
+  private fetchRun(source: ObjectRef, st: SourceState, first: number, last: number, priority: Priority): Array<Promise<Buffer>> {
+    const bs = this.blockSize;
+    const bytes = Math.min((last + 1) * bs, source.size) - first * bs;
+    const job = this.queue(source).run(priority, () => this.loadRun(source, st, first, last));
     const promises: Array<Promise<Buffer>> = [];
     for (let b = first; b <= last; b++) {
-      const key = blockKey(source.key, b);
-      const p = run.then((blocks) => blocks[b - first]);
-      this.inflight.set(key, p);
-      p.then(
-        (buf) => { this.memory.set(key, buf); this.inflight.delete(key); },
-        () => { this.inflight.delete(key); },
-      );
-      promises.push(p);
+      const key = blockKey(st, b);
+      const share = { promise: job.promise.then((blocks) => blocks[b - first]), promote: job.promote };
+      promises.push(this.track(key, b === first ? bytes : 0, share, (buf) => this.memory.set(key, buf)));
     }
     return promises;
   }
 
-  private async loadRun(source: IndexSource, first: number, last: number): Promise<Buffer[]> {
+  /** Register an in-flight fetch under `key` (single flight), store its result with `keep`, count its bytes. */
+  private track(key: string, bytes: number, job: { promise: Promise<Buffer>; promote: () => void }, keep: (data: Buffer) => void): Promise<Buffer> {
+    this.inflight.set(key, job);
+    this.inflightBytes += bytes;
+    job.promise.then(
+      (buf) => { this.inflight.delete(key); this.inflightBytes -= bytes; keep(buf); },
+      () => { this.inflight.delete(key); this.inflightBytes -= bytes; },
+    );
+    return job.promise;
+  }
+
+  private async loadRun(source: ObjectRef, st: SourceState, first: number, last: number): Promise<Buffer[]> {
     const bs = this.blockSize;
     if (this.disk) {
       const fromDisk = await Promise.all(
-        Array.from({ length: last - first + 1 }, (_, k) => this.disk!.get(this.diskName(source), bs, first + k).catch(() => undefined)),
+        Array.from({ length: last - first + 1 }, (_, k) => this.disk!.get(st.id, bs, first + k).catch(() => undefined)),
       );
       if (fromDisk.every((b) => b !== undefined)) {
+        // The disk tier is trusted no more than the store: blocks are checked again as they come back.
+        await this.checkBlocks(source, st, first, fromDisk as Buffer[]);
         this.stats.diskHits += fromDisk.length;
         return fromDisk as Buffer[];
       }
@@ -211,73 +389,151 @@ export class BlockCache {
     const end = Math.min((last + 1) * bs, source.size);
     this.stats.storeFetches++;
     this.stats.storeBlocks += last - first + 1;
-    const store = source.store === undefined ? this.store : this.storeFor(source.store);
-    let data: Buffer;
-    try {
-      data = await store.getRange(source.key, start, end - start, AbortSignal.timeout(this.fetchTimeoutMs));
-    } catch (err) {
-      if (isVhfsError(err, 'BAD_ARGUMENT')) {
-        throw new VhfsError('INTEGRITY', `${store.url}/${source.key} is shorter than the ${source.size} bytes its index records (truncated?): ${err.message}`);
-      }
-      if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
-        throw new VhfsError('TIMEOUT', `${store.url}/${source.key}: no answer for bytes ${start}-${end - 1} within ${this.fetchTimeoutMs} ms`);
-      }
-      throw err;
-    }
+    const data = await this.fetch(source, start, end - start);
+    // Views, not copies: the run's blocks are delivered and spent together, so sharing one buffer costs
+    // no memory that a copy would save, and a copy of every byte would cost a pass over it.
     const blocks: Buffer[] = [];
-    for (let b = first; b <= last; b++) {
-      // Copy out of the run buffer so that evicting one block frees its memory.
-      blocks.push(Buffer.from(data.subarray((b - first) * bs, Math.min((b - first + 1) * bs, data.length))));
-    }
+    for (let b = first; b <= last; b++) blocks.push(data.subarray((b - first) * bs, Math.min((b - first + 1) * bs, data.length)));
+    await this.checkBlocks(source, st, first, blocks);
     if (this.disk) {
       const disk = this.disk;
-      const name = this.diskName(source);
       blocks.forEach((buf, k) => {
-        disk.put(name, bs, first + k, buf).catch((err: unknown) => this.warn(`block cache: could not write block ${first + k} of ${source.key}: ${String(err)}`));
+        disk.put(st.id, bs, first + k, buf).catch((err: unknown) => this.warn(`block cache: could not write block ${first + k} of ${source.key} to disk: ${String(err)}`));
       });
     }
     return blocks;
   }
 
-  private diskName(source: IndexSource): string {
-    return `${source.store ?? this.store.url}/${source.key}`;
+  /** Check blocks against the source's chunk table, if it has one. */
+  private async checkBlocks(source: ObjectRef, st: SourceState, first: number, blocks: Buffer[]): Promise<void> {
+    const table = await this.table(source, st);
+    const bs = this.blockSize;
+    for (let k = 0; k < blocks.length; k++) {
+      const at = (first + k) * bs;
+      const checkable = table ? Math.max(0, Math.min(blocks[k].length, table.covered - at)) : 0;
+      if (checkable === 0) {
+        this.stats.uncheckedBytes += blocks[k].length;
+        continue;
+      }
+      if (bs % table!.chunkSize !== 0) {
+        throw new VhfsError('BAD_ARGUMENT', `${source.key}: block size ${bs} is not a multiple of its ${table!.chunkSize}-byte checksum chunks; use --block-size ${table!.chunkSize} or more`);
+      }
+      const bad = table!.verify(at, blocks[k].subarray(0, checkable));
+      if (bad) {
+        this.stats.integrityFailures++;
+        throw this.mismatch(source, bad.start, bad.end, 'its chunk table');
+      }
+      this.stats.verifiedBytes += checkable;
+      this.stats.uncheckedBytes += blocks[k].length - checkable;
+    }
   }
+
+  // ----------------------------------------------------------------------------------------- sources
+
+  private state(source: ObjectRef): SourceState {
+    let st = this.states.get(source);
+    if (!st) {
+      st = { id: `${source.store ?? this.store.url}/${source.key}`, lastEnd: -1, lastBlock: -1, window: 0, aheadUntil: -1 };
+      this.states.set(source, st);
+    }
+    return st;
+  }
+
+  private storeOf(source: ObjectRef): ObjectStore {
+    return source.store === undefined ? this.store : this.storeFor(source.store);
+  }
+
+  private queue(source: ObjectRef): FetchQueue {
+    const store = this.storeOf(source);
+    let q = this.queues.get(store.url);
+    if (!q) {
+      q = new FetchQueue(this.concurrency ?? (store.url.startsWith('file:') ? 8 : 32));
+      this.queues.set(store.url, q);
+    }
+    return q;
+  }
+
+  /** The source's chunk table, read once (single flight); undefined when it has none. */
+  private table(source: ObjectRef, st: SourceState): Promise<ChunkTable | undefined> {
+    const where = source.integrity?.chunkTable;
+    if (!where) return Promise.resolve(undefined);
+    st.table ??= (async () => {
+      const store = this.storeOf(source);
+      const buf = await store.getRange(where.key, where.offset, where.length, AbortSignal.timeout(this.fetchTimeoutMs));
+      const table = ChunkTable.parse(buf, `${store.url}/${where.key}`);
+      if (table.covered > source.size) throw new VhfsError('BAD_PACKAGE', `${store.url}/${where.key}: its chunk table covers ${table.covered} bytes of a ${source.size}-byte object`);
+      return table;
+    })();
+    // A failed read of the table is not remembered: the next read tries again.
+    st.table.catch(() => { st.table = undefined; });
+    return st.table;
+  }
+
+  /** Exactly [offset, offset+length) of the source, from its store, under the deadline. */
+  private async fetch(source: ObjectRef, offset: number, length: number): Promise<Buffer> {
+    const store = this.storeOf(source);
+    try {
+      return await store.getRange(source.key, offset, length, AbortSignal.timeout(this.fetchTimeoutMs));
+    } catch (err) {
+      if (isVhfsError(err, 'BAD_ARGUMENT')) {
+        throw new VhfsError('INTEGRITY', `${store.url}/${source.key} is shorter than the ${source.size} bytes its index records (truncated?): ${err.message}`);
+      }
+      if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
+        throw new VhfsError('TIMEOUT', `${store.url}/${source.key}: no answer for bytes ${offset}-${offset + length - 1} within ${this.fetchTimeoutMs} ms`);
+      }
+      throw err;
+    }
+  }
+
+  private mismatch(source: ObjectRef, start: number, end: number, against: string): VhfsError {
+    return new VhfsError('INTEGRITY', `${this.storeOf(source).url}/${source.key}: bytes ${start}-${end - 1} do not match ${against} (corrupt or changed in the store); not served`);
+  }
+
+  // --------------------------------------------------------------------------------------- readahead
 
   /**
    * Track sequential access and read ahead in batches: when fewer than half a window of blocks remain
-   * ahead of the reader, the window doubles and the next batch is fetched as one ranged GET.
+   * ahead of the reader, the window doubles and the next batch is fetched, in runs of `runBytes`.
    */
-  private noteAccess(source: IndexSource, first: number, last: number): void {
+  private noteAccess(source: ObjectRef, st: SourceState, offset: number, end: number): void {
+    const last = Math.floor((end - 1) / this.blockSize);
+    const sequential = this.isSequential(st, offset);
+    st.lastEnd = end;
     if (this.maxReadahead <= 0) return;
-    const seq = this.sequences.get(source.key);
-    const sequential = seq !== undefined && (first === seq.lastBlock || first === seq.lastBlock + 1);
     if (!sequential) {
-      this.sequences.set(source.key, { lastBlock: last, window: 0, aheadUntil: last });
-      if (this.sequences.size > 4096) this.sequences.delete(this.sequences.keys().next().value!);
+      st.window = 0;
+      st.lastBlock = last;
+      st.aheadUntil = last;
       return;
     }
-    if (last === seq.lastBlock) return; // still inside the same block: nothing new to predict
-    seq.lastBlock = last;
-    if (seq.aheadUntil - last > seq.window / 2) return;
-    seq.window = Math.min(Math.max(2, seq.window * 2), this.maxReadahead);
-    const end = Math.min(source.size, this.readaheadLimit?.(source) ?? source.size);
-    const lastBlock = Math.ceil(end / this.blockSize) - 1;
-    const from = Math.max(seq.aheadUntil, last) + 1;
-    const to = Math.min(last + seq.window, lastBlock);
-    seq.aheadUntil = Math.max(seq.aheadUntil, to);
+    if (last === st.lastBlock && st.window > 0) return; // still inside the same block: nothing new to predict
+    st.lastBlock = last;
+    if (st.aheadUntil - last > st.window / 2) return;
+    // Fetched-but-unread data and fetches in flight stay within half the memory budget.
+    if (this.memory.pendingBytes + this.inflightBytes > this.memory.budget / 2) return;
+    st.window = Math.min(Math.max(2, st.window * 2), this.maxReadahead);
+    const limit = Math.min(source.size, this.readaheadLimit?.(source) ?? source.size);
+    const lastBlock = Math.ceil(limit / this.blockSize) - 1;
+    const from = Math.max(st.aheadUntil, last) + 1;
+    const to = Math.min(last + st.window, lastBlock);
+    st.aheadUntil = Math.max(st.aheadUntil, to);
     const wanted: number[] = [];
     for (let b = from; b <= to; b++) {
-      const key = blockKey(source.key, b);
+      const key = blockKey(st, b);
       if (!this.memory.has(key) && !this.inflight.has(key)) wanted.push(b);
     }
     if (wanted.length === 0) return;
     this.stats.readaheadBlocks += wanted.length;
-    for (const p of this.fetchBlocks(source, wanted)) {
+    for (const p of this.fetchBlocks(source, st, wanted, Priority.Readahead)) {
       p.catch((err: unknown) => this.warn(`readahead of ${source.key} failed: ${err instanceof Error ? err.message : String(err)}`));
     }
   }
 }
 
-function blockKey(sourceKey: string, block: number): string {
-  return `${block}:${sourceKey}`;
+function blockKey(st: SourceState, block: number): string {
+  return `b${block}:${st.id}`;
+}
+
+function extentKey(st: SourceState, start: number): string {
+  return `x${start}:${st.id}`;
 }

@@ -1,20 +1,13 @@
 /**
- * What every command needs: the home directory, the object store, this host's catalog and cache paths.
- * Opened lazily so `vhfs --help` and argument errors touch nothing on disk.
+ * What every command needs: the home directory, the object store, this host's catalog and cache paths,
+ * and how it prints. Opened lazily so `vhfs --help` and argument errors touch nothing on disk.
  */
-import os from 'node:os';
 import path from 'node:path';
 import { Catalog } from '../catalog/catalog.js';
 import { openStore, type ObjectStore } from '../store/index.js';
+import { GLOBAL_OPTIONS, type OptionValues } from '../config/options.js';
 
-export interface GlobalOptions {
-  home?: string;
-  store?: string;
-  json?: boolean;
-  quiet?: boolean;
-  stats?: boolean;
-  verbose?: boolean;
-}
+export type GlobalOptions = OptionValues<typeof GLOBAL_OPTIONS>;
 
 /** How a command runs: with a Context opened for it and closed after it. */
 export type Run = (fn: (ctx: Context) => Promise<void>) => Promise<void>;
@@ -25,12 +18,14 @@ export const collect = (value: string, previous: string[] = []): string[] => [..
 export class Context {
   readonly home: string;
   readonly storeUrl: string;
+  /** Exit the process once the command is done, whatever native handle is left (a served mount). */
+  exitWhenDone = false;
   private catalogPromise?: Promise<Catalog>;
   private storeInstance?: ObjectStore;
 
   constructor(readonly opts: GlobalOptions) {
-    this.home = path.resolve(opts.home ?? process.env.VHFS_HOME ?? path.join(os.homedir(), '.vhfs'));
-    this.storeUrl = opts.store ?? process.env.VHFS_STORE ?? path.join(this.home, 'store');
+    this.home = opts.home;
+    this.storeUrl = opts.store ?? path.join(this.home, 'store');
   }
 
   get store(): ObjectStore {
@@ -62,5 +57,18 @@ export class Context {
   /** Progress and informational lines go to stderr unless --quiet or --json. */
   info(line: string): void {
     if (!this.opts.quiet && !this.opts.json) process.stderr.write(`${line}\n`);
+  }
+
+  get quiet(): boolean {
+    return Boolean(this.opts.quiet || this.opts.json);
+  }
+}
+
+/** Print a value: JSON with --json, else the human text. */
+export function output(ctx: Context, value: unknown, human: () => string): void {
+  if (ctx.opts.json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  else {
+    const text = human();
+    if (text !== '') process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
 }

@@ -7,16 +7,17 @@ import type { Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
 import { promises as fs, createReadStream, createWriteStream } from 'node:fs';
-import { collect, type Context, type Run } from './context.js';
-import { output, parseSize } from './main.js';
+import { collect, output, type Context, type Run } from './context.js';
+import { parseSize } from '../config/options.js';
 import { parseUri, type ParsedUri } from '../uri/parse.js';
 import { createVersion, listDirectory, DEFAULT_MAX_PACKAGE_SIZE } from '../catalog/create-version.js';
 import type { CollectionKind, DatumRecord, Producer } from '../catalog/types.js';
-import { InputResolver, openSourceStore, type ResolvedInput } from '../inputs/resolve.js';
+import { InputResolver, type ResolvedInput } from '../inputs/resolve.js';
+import { ReadPath } from '../inputs/read-path.js';
 import type { KeepDirectories } from '../inputs/layout.js';
 import { castKeepDirectories } from '../inputs/config.js';
-import { BlockCache } from '../cache/block-cache.js';
-import { NOT_FOUND, isFile, dirIndex, type IndexSource } from '../index/tree-index.js';
+import { NOT_FOUND, isFile, dirIndex } from '../index/tree-index.js';
+import type { ObjectRef } from '../store/types.js';
 import {
   writePackage, readPackageListing, verifyMember, fileSource, storeSource, partFileName, type PackageEntry,
 } from '../package/index.js';
@@ -310,10 +311,10 @@ async function resolveOne(ctx: Context, uri: string, keepDirectories: KeepDirect
   const parsed: ParsedUri = parseUri(uri);
   const catalog = await ctx.catalog();
   const resolver = new InputResolver({ catalog, cacheDir: ctx.cacheDir, log: (l) => ctx.debug(l) });
-  return resolver.resolve({ name: 'uri', uris: [parsed], keepDirectories, optional: false, download: 'always' });
+  return resolver.resolve({ name: uri, uris: [parsed], keepDirectories, optional: false, download: 'always' });
 }
 
-/** Stream the files at `paths` of a resolved URI (or its only file) to `out`, as the mount would read them. */
+/** Stream the files at `paths` of a resolved URI (or its only file) to `out`, read exactly as the mount reads them. */
 export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, paths: readonly string[], out: NodeJS.WritableStream): Promise<void> {
   const index = input.index;
   const refs: number[] = [];
@@ -328,29 +329,26 @@ export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, 
     refs.push(ref);
   }
   const a = index.arrays;
-  const ends = new Map<IndexSource, number>();
+  // Readahead stops where the last requested byte of each source is: cat knows what it will read.
+  const ends = new Map<ObjectRef, number>();
   for (const ref of refs) {
     const source = index.sources[a.fileSource[ref]];
     ends.set(source, Math.max(ends.get(source) ?? 0, a.fileOffset[ref] + a.fileSize[ref]));
   }
-  const cache = new BlockCache({
-    store: ctx.store, storeFor: openSourceStore,
-    readaheadLimit: (s) => ends.get(s),
+  const reader = new ReadPath({
+    catalog: await ctx.catalog(), cacheDir: ctx.cacheDir, diskCache: false, readaheadLimit: (s) => ends.get(s), log: (l) => ctx.debug(l),
   });
-  const chunk = Buffer.alloc(cache.blockSize);
-  for (const ref of refs) {
-    const source = index.sources[a.fileSource[ref]];
-    const size = a.fileSize[ref];
-    for (let pos = 0; pos < size; pos += chunk.length) {
-      let n: number;
-      try {
-        n = await cache.read(source, a.fileOffset[ref] + pos, Math.min(chunk.length, size - pos), chunk);
-      } catch (err) {
-        if (!isVhfsError(err)) throw err;
-        throw new VhfsError(err.code, `${uri}: reading "${index.filePath(ref)}": ${err.message}`, { cause: err });
+  try {
+    const chunk = Buffer.alloc(reader.cache.blockSize);
+    for (const ref of refs) {
+      const size = a.fileSize[ref];
+      for (let pos = 0; pos < size; pos += chunk.length) {
+        const n = await reader.read(input, ref, pos, chunk.length, chunk);
+        if (!out.write(Buffer.from(chunk.subarray(0, n)))) await new Promise((r) => out.once('drain', r));
       }
-      if (!out.write(Buffer.from(chunk.subarray(0, n)))) await new Promise((r) => out.once('drain', r));
     }
+  } finally {
+    await reader.close();
   }
 }
 

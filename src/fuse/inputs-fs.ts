@@ -17,7 +17,7 @@
 import Fuse, { type Ops, type Stat } from 'fuse-native';
 import type { InputSet } from '../inputs/input-set.js';
 import type { ResolvedInput } from '../inputs/resolve.js';
-import type { BlockCache } from '../cache/block-cache.js';
+import type { ReadPath } from '../inputs/read-path.js';
 import { NOT_FOUND, dirIndex, isFile, type NodeRef } from '../index/tree-index.js';
 import { describeError, isVhfsError } from '../util/errors.js';
 
@@ -36,7 +36,7 @@ function splitPath(p: string): [string, string] {
   return slash === -1 ? [p.slice(1), ''] : [p.slice(1, slash), p.slice(slash + 1)];
 }
 
-export function inputsOps(inputs: InputSet, cache: BlockCache, opts: InputsFsOptions = {}): Ops {
+export function inputsOps(inputs: InputSet, reader: ReadPath, opts: InputsFsOptions = {}): Ops {
   const uid = opts.uid ?? process.getuid?.() ?? 0;
   const gid = opts.gid ?? process.getgid?.() ?? 0;
   const log = opts.log ?? (() => {});
@@ -110,17 +110,9 @@ export function inputsOps(inputs: InputSet, cache: BlockCache, opts: InputsFsOpt
         lastInput = input;
         lastFile = ref;
       }
-      const input = lastInput!;
-      const file = lastFile;
-      const a = input.index.arrays;
-      const size = a.fileSize[file];
-      if (pos >= size) return cb(0);
-      const n = Math.min(len, size - pos);
-      const source = input.index.sources[a.fileSource[file]];
-      const at = a.fileOffset[file] + pos;
-      const copied = cache.tryReadSync(source, at, n, buf);
+      const copied = reader.readSync(lastInput!, lastFile, pos, len, buf);
       if (copied >= 0) return cb(copied);
-      cache.read(source, at, n, buf).then(cb, (err: unknown) => cb(failure(`read ${path} bytes ${pos}-${pos + n - 1}`, err)));
+      reader.read(lastInput!, lastFile, pos, len, buf).then(cb, (err: unknown) => cb(failure('read', err)));
     },
 
     statfs(_path, cb) {

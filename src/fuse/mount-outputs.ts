@@ -2,7 +2,7 @@
  * The outputs mount: `<root>/outputs` served by FUSE as a passthrough to a staging directory, with a
  * capture session (src/outputs/session.ts) deciding live uploads, eager uploads and finalize.
  *
- * What a host process (the `vhfs mount` daemon, `vhfs outputs mount`) must do with it:
+ * What a host process (the `vhfs mount` daemon, src/cli/mount-commands.ts) does with it:
  *  - call `mountOutputs` once; it resolves when the mount is up (orphaned runs of the same staging area
  *    are being recovered in the background by then);
  *  - on SIGTERM / SIGINT / `vhfs unmount`: `await mount.unmount()`, which finalizes (uploads everything,
@@ -34,9 +34,8 @@ import { mountFuse, unmountFuse } from './mountpoint.js';
 import { outputsOps } from './outputs-fs.js';
 
 export interface OutputsMountOptions {
-  /** The Valohai root: outputs mount at `<root>/outputs` unless `outputsDir` says otherwise. */
-  root: string;
-  outputsDir?: string;
+  /** Where the outputs are mounted (`<root>/outputs`). */
+  mountpoint: string;
   /** vhfs home: the default staging area is under `<home>/outputs/`. */
   home: string;
   /** Staging directory (default: `<home>/outputs/<hash of the mountpoint>`). */
@@ -79,7 +78,7 @@ export const MAX_WRITE = 128 * 1024;
 export async function mountOutputs(opts: OutputsMountOptions): Promise<OutputsMount> {
   const log = opts.log ?? (() => {});
   const env = opts.env ?? process.env;
-  const mountpoint = path.resolve(opts.outputsDir ?? path.join(opts.root, 'outputs'));
+  const mountpoint = path.resolve(opts.mountpoint);
   const staging = new StagingArea(opts.staging ?? defaultStagingDir(opts.home, mountpoint));
   const producer = opts.producer ?? (await loadExecutionIdentity({
     ...(opts.executionFile ? { executionFile: opts.executionFile } : {}), env, warn: log,

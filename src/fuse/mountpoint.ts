@@ -290,7 +290,7 @@ export async function clearStaleMount(path: string, opts: { force?: boolean } = 
   return { path: target, action: await detach(target), was };
 }
 
-async function conflictError(path: string): Promise<VhfsError> {
+async function conflictError(path: string, what = 'is already mounted'): Promise<VhfsError> {
   const info = await mountInfo(path);
   const type = info ? info.fsType : 'unknown type';
   let owner = '?';
@@ -300,7 +300,7 @@ async function conflictError(path: string): Promise<VhfsError> {
     else if (pids.length > 1) owner = `one of ${pids.join(',')}`;
   }
   const src = info && info.source ? `, source ${info.source}` : '';
-  return new VhfsError('CONFLICT', `${path} is already mounted (pid ${owner} / ${type}${src}); use --force to replace it`);
+  return new VhfsError('CONFLICT', `${path} ${what} (pid ${owner} / ${type}${src}); stop it with "vhfs unmount", or use --force to replace it`);
 }
 
 // ------------------------------------------------------------------------------------------------ prepare
@@ -315,6 +315,9 @@ export async function prepareMountpoint(path: string, opts: { force?: boolean } 
   const state = await mountState(target);
   let cleared: ClearResult | undefined;
   if (state === 'live' && !opts.force) throw await conflictError(target);
+  // A hung mount has a daemon that is alive but not answering (stopped, or stuck): taking its place
+  // without being asked would leave that daemon running, untracked, with a mount it believes is its own.
+  if (state === 'hung' && !opts.force) throw await conflictError(target, 'is mounted but not answering');
   if (state !== 'not-mounted') cleared = await clearStaleMount(target, { force: opts.force });
   const created = await ensureDirectory(target);
   if (!created && !opts.force) await refuseNonEmpty(target);
@@ -351,16 +354,40 @@ function wrapFsError(err: unknown, path: string): unknown {
 
 let unmountPatched = false;
 
+/** The device ("0:NN", one per FUSE connection) of every mount this process made, by mountpoint. */
+const ownMounts = new Map<string, string>();
+
 /**
  * Replace fuse-native's static unmount (shell + "fusermount -uz", fails on an already-gone mount) with an
- * execFile version. fuse-native's close() calls it through the class binding, so patching the class works.
+ * execFile version that detaches only a mount this process made: if what is mounted there now has another
+ * device, our mount is already gone (detached from outside, or replaced by a newer daemon with --force)
+ * and the newer mount must not be touched. fuse-native's close() calls it through the class binding, so
+ * patching the class works.
  */
 export function installSafeUnmount(): void {
   if (unmountPatched) return;
   unmountPatched = true;
   (Fuse as unknown as { unmount: (mnt: string, cb: (err: Error | null) => void) => void }).unmount = (mnt, cb) => {
-    detach(mnt).then(() => cb(null), (err: Error) => cb(err));
+    detachOwn(mnt).then(() => cb(null), (err: Error) => cb(err));
   };
+}
+
+/** The FUSE connection ("0:NN") of the mount this process made at `path`, if it made one. */
+export function ownMountDevice(path: string): string | undefined {
+  return ownMounts.get(path);
+}
+
+async function detachOwn(path: string): Promise<void> {
+  const device = ownMounts.get(path);
+  if (device === undefined) {
+    await detach(path);
+    return;
+  }
+  ownMounts.delete(path);
+  // One read of mountinfo can skip entries while other mounts change: look twice before concluding ours is gone.
+  const top = (await mountInfo(path)) ?? (await mountInfo(path));
+  if (top?.device !== device) return;
+  await detachOnce(path);
 }
 
 /** fuse-native's `-o` list loses zero values and cannot express some options: carry them in fsname. */
@@ -431,6 +458,8 @@ export async function mountFuse(path: string, ops: Ops, opts: MountOptions = {})
     const msg = (err as Error).message;
     throw new VhfsError('STORE', `cannot mount ${target}: ${msg}${hintFor(msg)}`, { cause: err });
   }
+  const info = await mountInfo(target);
+  if (info) ownMounts.set(target, info.device);
   return fuse;
 }
 
@@ -455,10 +484,16 @@ function hintFor(message: string): string {
 export async function unmountFuse(fuse: Fuse, opts: { timeoutMs?: number } = {}): Promise<void> {
   installSafeUnmount();
   const timeoutMs = opts.timeoutMs ?? DEFAULT_UNMOUNT_TIMEOUT_MS;
+  const device = ownMounts.get(fuse.mnt);
   await withTimeout(new Promise<void>((res, rej) => fuse.unmount((err) => (err ? rej(err) : res()))), timeoutMs,
     `unmounting ${fuse.mnt} did not finish within ${timeoutMs} ms`);
   const deadline = Date.now() + timeoutMs;
-  while (await isMounted(fuse.mnt)) {
+  // Wait for our mount to leave; another (newer) one may stay mounted on the same path.
+  const ours = async () => {
+    const top = await mountInfo(fuse.mnt);
+    return top !== undefined && (device === undefined || top.device === device);
+  };
+  while (await ours()) {
     if (Date.now() > deadline) throw new VhfsError('TIMEOUT', `${fuse.mnt} is still mounted after unmount`);
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -11,7 +11,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VhfsError } from '../util/errors.js';
-import { TreeIndex, type IndexSource, type TreeIndexArrays } from './tree-index.js';
+import { TreeIndex, type TreeIndexArrays } from './tree-index.js';
+import type { ObjectRef } from '../store/types.js';
 
 const MAGIC = Buffer.from('VHFSIX01');
 
@@ -36,7 +37,7 @@ const ARRAY_KINDS: Record<ArrayName, ArrayKind> = {
 
 interface Header {
   format: 1;
-  sources: IndexSource[];
+  sources: ObjectRef[];
   arrays: Array<{ name: ArrayName; offset: number; bytes: number }>;
   meta: Record<string, unknown>;
 }

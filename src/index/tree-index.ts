@@ -19,6 +19,8 @@
  * except around surrogate pairs, so the builder compares bytes whenever a name has a non-BMP character.
  */
 import { VhfsError } from '../util/errors.js';
+import { compareNames } from '../util/utf8-order.js';
+import type { ObjectRef } from '../store/types.js';
 
 /** A lookup result: `>= 0` is a file index, `<= -1` is directory `-1 - result`, NOT_FOUND otherwise. */
 export type NodeRef = number;
@@ -33,15 +35,6 @@ export function isDir(ref: NodeRef): boolean {
 }
 export function dirIndex(ref: NodeRef): number {
   return -1 - ref;
-}
-
-export interface IndexSource {
-  /** Store key of the object holding the bytes (a package or a blob). */
-  key: string;
-  /** URL of the store holding it, when not the catalog's own store (e.g. a local-path input). */
-  store?: string;
-  /** Object size, for range checks and the last block's length. */
-  size: number;
 }
 
 export interface TreeIndexArrays {
@@ -69,7 +62,7 @@ export class TreeIndex {
 
   constructor(
     readonly arrays: TreeIndexArrays,
-    readonly sources: readonly IndexSource[],
+    readonly sources: readonly ObjectRef[],
   ) {
     this.fileCount = arrays.fileSize.length;
     this.dirCount = arrays.dirParent.length;
@@ -218,11 +211,11 @@ export class TreeIndexBuilder {
   private offsets: number[] = [];
   private mtimes: number[] = [];
   private crcs: number[] = [];
-  readonly sources: IndexSource[] = [];
+  readonly sources: ObjectRef[] = [];
 
   constructor(private readonly label: string) {}
 
-  addSource(source: IndexSource): number {
+  addSource(source: ObjectRef): number {
     this.sources.push(source);
     return this.sources.length - 1;
   }
@@ -360,13 +353,6 @@ function breadthFirstOrder(dirs: string[]): string[] {
     order.push(...kids);
   }
   return order;
-}
-
-const NON_BMP = /[\ud800-\udfff]/;
-/** UTF-8 byte order, which is what lookups compare. */
-export function compareNames(a: string, b: string): number {
-  if (NON_BMP.test(a) || NON_BMP.test(b)) return Buffer.compare(Buffer.from(a), Buffer.from(b));
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function concatNames(bufs: Buffer[]): [Buffer, Uint32Array] {

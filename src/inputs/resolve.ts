@@ -31,12 +31,12 @@ import type { InputSpec } from './config.js';
 import { displayUri, type ParsedUri, type LocalUri } from '../uri/parse.js';
 import { compileGlob } from '../uri/glob.js';
 import { VhfsError } from '../util/errors.js';
-import { openStore, type ObjectStore } from '../store/index.js';
+import { openStore, type ObjectRef, type ObjectStore } from '../store/index.js';
 
 /** URL under which local-path inputs are read: a directory store rooted at `/`. */
 export const LOCAL_ROOT_STORE = 'file:///';
 
-/** The store an `IndexSource.store` URL names (local-path inputs read through a store rooted at `/`). */
+/** The store an `ObjectRef.store` URL names (local-path inputs read through a store rooted at `/`). */
 export function openSourceStore(url: string): ObjectStore {
   return openStore(url === LOCAL_ROOT_STORE ? '/' : url);
 }
@@ -133,23 +133,27 @@ export class InputResolver {
       p.kind === 'version'
         ? { v: `${p.collectionKind}://${p.collection}/${p.version}`, p: p.packages.map((k) => k.datumId) }
         : p.kind === 'datum' ? { d: p.datum.id } : {});
-    const key = JSON.stringify({ format: 1, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
+    // format 2: sources carry `integrity` (what their bytes are checked against).
+    const key = JSON.stringify({ format: 2, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
     return createHash('sha256').update(key).digest('hex');
   }
 
   private async build(spec: InputSpec, pinned: Pinned[], loose: Layout<LooseData>): Promise<TreeIndex> {
     const builder = new TreeIndexBuilder(`input "${spec.name}"`);
     const blobSources = new Map<string, number>();
-    const sourceFor = (key: string, size: number, store?: string) => {
+    const sourceFor = (key: string, size: number, store?: string, sha256?: string) => {
       const id = `${store ?? ''}\n${key}`;
       let s = blobSources.get(id);
-      if (s === undefined) blobSources.set(id, (s = builder.addSource(store === undefined ? { key, size } : { key, size, store })));
+      if (s === undefined) {
+        const ref: ObjectRef = { key, size, ...(store === undefined ? {} : { store }), ...(sha256 === undefined ? {} : { integrity: { sha256 } }) };
+        blobSources.set(id, (s = builder.addSource(ref)));
+      }
       return s;
     };
     for (const p of pinned) if (p.kind === 'version') await this.addVersion(p, builder, sourceFor);
     for (const placed of loose.files) {
       const d = placed.file.data!;
-      builder.add({ path: placed.path, size: d.size, source: sourceFor(d.key, d.size, d.store), offset: 0, mtimeMs: d.mtimeMs });
+      builder.add({ path: placed.path, size: d.size, source: sourceFor(d.key, d.size, d.store, d.datum?.sha256), offset: 0, mtimeMs: d.mtimeMs });
     }
     return builder.build();
   }
@@ -184,7 +188,7 @@ export class InputResolver {
   private async addVersion(
     p: Extract<Pinned, { kind: 'version' }>,
     builder: TreeIndexBuilder,
-    sourceFor: (key: string, size: number) => number,
+    sourceFor: (key: string, size: number, store: undefined, sha256: string) => number,
   ): Promise<void> {
     const { catalog } = this.opts;
     if (p.packages.length > 0) {
@@ -192,7 +196,7 @@ export class InputResolver {
         const datum = await catalog.getDatum(pkg.datumId);
         const listing = await readPackageListing(storeSource(catalog.store, datum.blobKey, datum.size), `${p.uri} package ${pkg.name}`);
         this.opts.log?.(`${p.uri}: package ${pkg.name}: ${listing.count} entries from ${listing.reads} ranged reads (${listing.bytesRead} bytes)`);
-        const source = builder.addSource({ key: datum.blobKey, size: datum.size });
+        const source = builder.addSource({ key: datum.blobKey, size: datum.size, integrity: { memberCrc32: true } });
         for (let i = 0; i < listing.count; i++) {
           builder.add({
             path: listing.paths[i], size: listing.sizes[i], source, offset: listing.dataOffsets[i],
@@ -203,7 +207,7 @@ export class InputResolver {
       return;
     }
     for (const f of await catalog.versionFiles(p.collectionKind, p.collection, p.version)) {
-      builder.add({ path: f.path, size: f.size, source: sourceFor(keys.blob(f.sha256), f.size), offset: 0, mtimeMs: p.ctimeMs });
+      builder.add({ path: f.path, size: f.size, source: sourceFor(keys.blob(f.sha256), f.size, undefined, f.sha256), offset: 0, mtimeMs: p.ctimeMs });
     }
   }
 

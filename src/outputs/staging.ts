@@ -16,7 +16,8 @@
 import { createHash } from 'node:crypto';
 import { promises as fs, type BigIntStats } from 'node:fs';
 import path from 'node:path';
-import { compareNames, unsafePathReason } from '../index/tree-index.js';
+import { unsafePathReason } from '../index/tree-index.js';
+import { compareNames } from '../util/utf8-order.js';
 
 export const JOURNAL_FILE = 'journal.sqlite';
 

@@ -78,6 +78,31 @@ export interface ObjectStore {
   close?(): Promise<void>;
 }
 
+/**
+ * One immutable object that holds bytes a reader wants (a package, a blob, a local file): what an index
+ * entry points into and what the block cache fetches from. Immutability is what lets every layer cache it.
+ */
+export interface ObjectRef {
+  /** Key of the object in its store. */
+  key: string;
+  /** URL of the store holding it, when not the catalog's own store (e.g. a local-path input). */
+  store?: string;
+  /** Object size, for range checks and the last block's length. */
+  size: number;
+  /** How bytes read from it are checked; absent: they are not (local files, objects of other tools). */
+  integrity?: ObjectIntegrity;
+}
+
+/** What an immutable object's bytes can be checked against (see src/cache/block-cache.ts for how). */
+export interface ObjectIntegrity {
+  /** A chunk table (src/util/chunk-hashes.ts) covering the object: where to read it, in the same store. */
+  chunkTable?: { key: string; offset: number; length: number };
+  /** SHA-256 (hex) of the whole object: a content-addressed blob. */
+  sha256?: string;
+  /** The index's per-file CRC-32 values are the members' CRC-32s (a zip package). */
+  memberCrc32?: boolean;
+}
+
 export function newStoreStats(): StoreStats {
   return { gets: 0, bytesRead: 0, puts: 0, bytesWritten: 0, heads: 0, lists: 0 };
 }

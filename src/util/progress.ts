@@ -52,7 +52,7 @@ export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let u = 0;
   while (n >= 1024 && u < units.length - 1) { n /= 1024; u++; }
-  return `${u === 0 ? n : n.toFixed(1)} ${units[u]}`;
+  return `${u === 0 ? Math.round(n) : n.toFixed(1)} ${units[u]}`;
 }
 
 export function formatDuration(secs: number): string {

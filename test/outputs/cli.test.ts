@@ -1,6 +1,7 @@
 /**
- * `vhfs outputs mount|status|finalize|recover` as a user runs them: the mount is a separate process, files
- * are written with the shell, and everything is observed through the CLI's own output and the store.
+ * `vhfs mount --outputs-only` and `vhfs outputs status|finalize|recover` as a user runs them: the mount is a
+ * separate process, files are written with the shell, and everything is observed through the CLI's own
+ * output and the store.
  */
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
@@ -26,14 +27,14 @@ async function startMount(t: ExecutionContext, home: string, root: string, args:
   const log = path.join(home, `mount-${Date.now()}.log`);
   await fs.mkdir(home, { recursive: true });
   const fd = openSync(log, 'a');
-  const child = spawn(process.execPath, [BIN, '--home', home, 'outputs', 'mount', '--root', root, ...args], {
+  const child = spawn(process.execPath, [BIN, '--home', home, 'mount', '--outputs-only', '--foreground', '--root', root, ...args], {
     stdio: ['ignore', 'pipe', fd], env: { ...process.env, ...env },
   });
   closeSync(fd);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => { if (l.startsWith('ready:')) resolve(); });
-    void exited.then((code) => reject(new Error(`vhfs outputs mount exited ${code}: ${readFileSync(log, 'utf8')}`)));
+    void exited.then((code) => reject(new Error(`vhfs mount --outputs-only exited ${code}: ${readFileSync(log, 'utf8')}`)));
   });
   t.teardown(async () => {
     try { process.kill(child.pid!, 'SIGKILL'); } catch { /* gone */ }
@@ -153,12 +154,49 @@ test('errors are one line naming what is wrong', async (t) => {
   const st = await vhfs(home, ['outputs', 'status', '--root', path.join(dir, 'nothing')]);
   t.is(st.code, 3);
   t.regex(st.stderr, /^vhfs: no outputs staged for \S+\/nothing\/outputs \(no journal at \S+journal\.sqlite\)\n$/);
-  const bad = await vhfs(home, ['outputs', 'mount', '--root', path.join(dir, 'r'), '--execution', path.join(dir, 'missing.json')]);
+  const bad = await vhfs(home, ['mount', '--outputs-only', '--foreground', '--root', path.join(dir, 'r'), '--execution', path.join(dir, 'missing.json')]);
   t.is(bad.code, 2);
   t.regex(bad.stderr, /^vhfs: --execution \S+missing\.json: cannot read \(ENOENT\)\n$/);
   await fs.writeFile(path.join(dir, 'noid.json'), '{"step": "x"}');
-  const noid = await vhfs(home, ['outputs', 'mount', '--root', path.join(dir, 'r'), '--execution', path.join(dir, 'noid.json')]);
+  const noid = await vhfs(home, ['mount', '--outputs-only', '--foreground', '--root', path.join(dir, 'r'), '--execution', path.join(dir, 'noid.json')]);
   t.is(noid.code, 2);
   t.regex(noid.stderr, /no execution id \("id" or "valohai\.execution-id"\)/);
   t.false(await isMounted(path.join(dir, 'r', 'outputs')));
+});
+
+test('vhfs mount serves inputs and outputs from one daemon; vhfs unmount finalizes the outputs first', async (t) => {
+  const dir = await tempDir(t, 'vhfs-outputs-cli-');
+  const home = path.join(dir, 'home');
+  const root = path.join(dir, 'root');
+  await fs.mkdir(path.join(dir, 'data'));
+  await fs.writeFile(path.join(dir, 'data', 'in.txt'), 'input bytes');
+  const [put] = await vhfsJson<Array<{ id: string }>>(home, ['put', path.join(dir, 'data', 'in.txt')]);
+  const started = await vhfsJson<{ mountpoint: string; outputs: string; staging: string; pid: number }>(home, [
+    'mount', '--root', root, '--input', `model=datum://${put.id}`,
+  ], { timeoutMs: 60_000 });
+  t.teardown(async () => {
+    try { process.kill(started.pid, 'SIGKILL'); } catch { /* gone */ }
+    for (const mp of [started.mountpoint, started.outputs]) if (await isMounted(mp)) await run('fusermount3', ['-uz', mp]);
+  });
+  t.is(started.outputs, path.join(root, 'outputs'));
+  // A job: reads its input, writes an output.
+  await sh(`cp ${root}/inputs/model/in.txt ${root}/outputs/copy.txt && echo result > ${root}/outputs/result.txt`);
+  const un = await vhfs(home, ['unmount', '--root', root], { timeoutMs: 120_000 });
+  t.is(un.code, 0, un.stderr);
+  t.regex(un.stderr, /finalizing the outputs at \S+\/outputs \(uploading them\) before unmounting/);
+  t.regex(un.stdout, new RegExp(`stopped daemon ${started.pid}`));
+  t.false(await isMounted(started.mountpoint));
+  t.false(await isMounted(started.outputs));
+  const store = new LocalDirStore(path.join(home, 'store'));
+  t.teardown(() => store.close());
+  const by = await datumsByName(store);
+  t.true((await store.get(by.get('copy.txt')![0].blobKey)).equals(Buffer.from('input bytes')));
+  t.is(by.get('result.txt')!.length, 1);
+  const st = await vhfsJson<StatusJson>(home, ['outputs', 'status', '--root', root]);
+  t.true(st.runs.every((r) => r.state === 'finalized'));
+
+  // --no-outputs: inputs only; --outputs-only with --no-outputs is refused.
+  const both = await vhfs(home, ['mount', '--root', root, '--outputs-only', '--no-outputs']);
+  t.is(both.code, 2);
+  t.regex(both.stderr, /--outputs-only and --no-outputs leave nothing to mount/);
 });

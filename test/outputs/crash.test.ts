@@ -5,7 +5,7 @@
  * Afterwards every file the job completed must be in the store exactly once, byte for byte; a file being
  * written at a kill at most once, as a prefix of what was being written; nothing else.
  *
- * The daemon and `recover` are separate processes (`vhfs` CLI) killed for real. The writer is a Python
+ * The daemon (`vhfs mount --outputs-only --foreground`) and `recover` are separate processes, killed for real. The writer is a Python
  * process that survives the daemon: it is stopped (SIGSTOP) before each kill and continued once the next
  * daemon is ready, so it never writes into the bare mountpoint in between; a write that was in flight fails
  * (ENOTCONN) and the writer moves on to the next file, as a job that tolerates a lost file would.
@@ -102,8 +102,8 @@ test('SIGKILL at 50+ points of a 1,000-file run (writes, uploads, finalize, reco
   t.teardown(() => { for (const p of live) p.child.kill('SIGKILL'); });
 
   const startDaemon = async () => {
-    const eager = daemons % 2 === 0 ? ['--eager-upload', '50'] : [];
-    const d = startVhfs(home, ['outputs', 'mount', '--root', root, ...eager], path.join(dir, `daemon-${daemons++}.log`), env);
+    const eager = daemons % 2 === 0 ? ['--eager-upload', '--eager-quiet', '50ms'] : [];
+    const d = startVhfs(home, ['mount', '--outputs-only', '--foreground', '--root', root, ...eager], path.join(dir, `daemon-${daemons++}.log`), env);
     live.add(d);
     await d.ready;
     return d;

@@ -44,7 +44,7 @@ async function mountEnv(t: ExecutionContext, opts: Partial<OutputsMountOptions> 
   const catalog = await Catalog.open({ store, dbPath: path.join(dir, 'home', 'catalog.sqlite') });
   const logs: string[] = [];
   const mount = await mountOutputs({
-    root, home: path.join(dir, 'home'), catalog, env: { VH_EXECUTION_ID: 'exec-mnt-1', VH_PROJECT_ID: 'proj' },
+    mountpoint: path.join(root, 'outputs'), home: path.join(dir, 'home'), catalog, env: { VH_EXECUTION_ID: 'exec-mnt-1', VH_PROJECT_ID: 'proj' },
     quiet: true, log: (l) => logs.push(l), closeGraceMs: 2000, ...opts,
   });
   t.teardown(async () => {
@@ -414,7 +414,7 @@ test('a packaged dataset version made from outputs is read back byte-identical t
   // A second mount reads the version as an input: every file, through the package.
   const root2 = path.join(env.dir, 'job2');
   const inputs = await mountInputs({
-    root: root2, specs: parseInputFlags(['train=dataset://animals/train-v1'], { cwd: env.dir }),
+    mountpoint: path.join(root2, 'inputs'), configDir: path.join(root2, 'config'), specs: parseInputFlags(['train=dataset://animals/train-v1'], { cwd: env.dir }),
     catalog: env.catalog, cacheDir: path.join(env.dir, 'home', 'cache'),
   });
   t.teardown(() => inputs.unmount().catch(() => undefined));
