@@ -146,9 +146,10 @@ export async function finalizeRun(ctx: FinalizeContext, runId: string): Promise<
   const started = journal.beginUploads(fresh);
   const fileOf = new Map(outputs.map((o) => [o.path, o.file]));
   const treeJobs: UploadJob[] = [];
+  const retried = new Set(retry);
   for (const row of [...retry, ...started]) {
     const file = fileOf.get(row.path)!;
-    const job: UploadJob = { row, file, mayExist: retry.includes(row) };
+    const job: UploadJob = { row, file, mayExist: retried.has(row) };
     const eager = journal.eager(runId, row.path);
     if (eager) {
       const st = await fs.stat(file, { bigint: true }).catch(() => undefined);
@@ -172,14 +173,14 @@ export async function finalizeRun(ctx: FinalizeContext, runId: string): Promise<
     } else result.failed.push({ path: o.job.row.path, error: o.error ?? 'failed' });
   }
 
-  // Every output's datum as of now: the tree upload of a path, else its latest live upload.
+  // Every output's datum as of now: the tree upload of a path, else its latest live upload (rows come in
+  // datum id order, which is time order).
   const rows = journal.uploadsOf(runId);
-  const datumFor = (p: string): UploadRow | undefined => {
-    const treeRow = rows.find((r) => r.source === 'tree' && r.path === p);
-    if (treeRow) return treeRow;
-    return rows.filter((r) => r.source === 'live' && r.path === p).pop();
-  };
-  checkLiveMetadata(plan, rows, warn);
+  const fromTree = new Map<string, UploadRow>();
+  const lastLive = new Map<string, UploadRow>();
+  for (const r of rows) (r.source === 'tree' ? fromTree : lastLive).set(r.path, r);
+  const datumFor = (p: string): UploadRow | undefined => fromTree.get(p) ?? lastLive.get(p);
+  checkLiveMetadata(plan, fromTree, lastLive, warn);
   await applyDatumAliases(ctx, run, plan, datumFor, result, warn);
   await applyVersions(ctx, run, plan, datumFor, fileOf, result, warn);
 
@@ -237,11 +238,10 @@ async function resolveLink(tree: string, linkPath: string, outputsDir: string | 
 }
 
 /** A live upload's datum was made when it turned read-only: metadata found only now cannot be added to it. */
-function checkLiveMetadata(plan: MetadataPlan, rows: UploadRow[], warn: (line: string) => void): void {
+function checkLiveMetadata(plan: MetadataPlan, fromTree: Map<string, UploadRow>, lastLive: Map<string, UploadRow>, warn: (line: string) => void): void {
   for (const [p, meta] of plan.byPath) {
-    if (rows.some((r) => r.source === 'tree' && r.path === p)) continue;
-    const live = rows.filter((r) => r.source === 'live' && r.path === p).pop();
-    if (!live) continue;
+    const live = lastLive.get(p);
+    if (fromTree.has(p) || !live) continue;
     const missingTags = meta.tags.filter((t) => !live.tags.includes(t));
     const changedProps = Object.keys(meta.properties).filter((k) => JSON.stringify(meta.properties[k]) !== JSON.stringify(live.properties[k]));
     if (missingTags.length || changedProps.length) {
