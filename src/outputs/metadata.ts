@@ -36,20 +36,8 @@ export interface FileMetadata {
   sources: string[];
 }
 
-/** One `valohai.dataset-versions` element as stated for one file. */
-export interface VersionStatement {
-  uri: string;
-  collection: string;
-  version: string;
-  from?: { uri: string; collection: string; selector: string };
-  exclude: string[];
-  targetingAliases: string[];
-  packaging: boolean;
-  /** Where it was stated. */
-  where: string;
-}
-
-export interface DatasetVersionRequest {
+/** What a `valohai.dataset-versions` element says about a version. */
+interface VersionFields {
   uri: string;
   collection: string;
   version: string;
@@ -58,6 +46,16 @@ export interface DatasetVersionRequest {
   exclude: string[];
   targetingAliases: string[];
   packaging: boolean;
+}
+
+/** One `valohai.dataset-versions` element as stated for one file. */
+export interface VersionStatement extends VersionFields {
+  /** Where it was stated. */
+  where: string;
+}
+
+/** A version to build: the statements of every file that names it, merged. */
+export interface DatasetVersionRequest extends VersionFields {
   /** Output paths that name this version. */
   files: string[];
   /** Where it was first declared. */
@@ -238,18 +236,17 @@ function applyStatement(meta: FileMetadata, s: Statement, warn: (line: string) =
   }
 }
 
-type ParsedRequest = Omit<VersionStatement, 'where'>;
 
 const VERSION_OBJECT_KEYS = new Set(['uri', 'from', 'exclude', 'targeting_aliases', 'packaging', 'start_fresh']);
 
 /** One `valohai.dataset-versions` element → a request (or undefined after a warning). */
-function datasetVersionOf(item: unknown, bad: (what: string) => void): ParsedRequest | undefined {
+function datasetVersionOf(item: unknown, bad: (what: string) => void): VersionFields | undefined {
   const obj: Record<string, unknown> | undefined = typeof item === 'string' ? { uri: item } : isObject(item) ? item : undefined;
   if (!obj) return void bad(`must be a "dataset://<name>/<version>" string or an object with "uri", got ${typeName(item)}; ignored`);
   if (typeof obj.uri !== 'string') return void bad(`has no "uri" string; ignored`);
   const target = parseCollection(obj.uri);
   if (typeof target === 'string') return void bad(`${JSON.stringify(obj.uri)}: ${target}; ignored`);
-  const req: ParsedRequest = {
+  const req: VersionFields = {
     uri: `dataset://${target.name}/${target.selector}`, collection: target.name, version: target.selector,
     exclude: [], targetingAliases: [], packaging: false,
   };
