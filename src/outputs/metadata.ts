@@ -236,7 +236,6 @@ function applyStatement(meta: FileMetadata, s: Statement, warn: (line: string) =
   }
 }
 
-
 const VERSION_OBJECT_KEYS = new Set(['uri', 'from', 'exclude', 'targeting_aliases', 'packaging', 'start_fresh']);
 
 /** One `valohai.dataset-versions` element → a request (or undefined after a warning). */

@@ -195,7 +195,17 @@ test('vhfs mount serves inputs and outputs from one daemon; vhfs unmount finaliz
   const st = await vhfsJson<StatusJson>(home, ['outputs', 'status', '--root', root]);
   t.true(st.runs.every((r) => r.state === 'finalized'));
 
-  // --no-outputs: inputs only; --outputs-only with --no-outputs is refused.
+  // An outputs-only daemon is found by `vhfs unmount` through its outputs mountpoint.
+  const only = await vhfsJson<{ mountpoint: string; pid: number }>(home, ['mount', '--root', root, '--outputs-only'], { timeoutMs: 60_000 });
+  t.teardown(() => { try { process.kill(only.pid, 'SIGKILL'); } catch { /* gone */ } });
+  t.is(only.mountpoint, started.outputs);
+  await sh(`echo again > ${root}/outputs/again.txt`);
+  const un2 = await vhfs(home, ['unmount', '--root', root], { timeoutMs: 120_000 });
+  t.regex(un2.stdout, new RegExp(`stopped daemon ${only.pid}`));
+  t.false(await isMounted(started.outputs));
+  t.is((await datumsByName(store)).get('again.txt')!.length, 1);
+
+  // --outputs-only with --no-outputs is refused.
   const both = await vhfs(home, ['mount', '--root', root, '--outputs-only', '--no-outputs']);
   t.is(both.code, 2);
   t.regex(both.stderr, /--outputs-only and --no-outputs leave nothing to mount/);
