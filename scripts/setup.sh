@@ -10,6 +10,7 @@ command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
 command -v zip >/dev/null 2>&1 || need_pkgs+=(zip)
 command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+command -v sqlite3 >/dev/null 2>&1 || need_pkgs+=(sqlite3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_pkgs[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then
