@@ -15,14 +15,16 @@
  * its hash computed again on the way, so bytes that changed underneath are caught (INTEGRITY) instead of
  * stored under the wrong address.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Catalog } from '../catalog/catalog.js';
 import { keys, writeDatumRecord } from '../catalog/store-records.js';
 import type { DatumRecord, Producer } from '../catalog/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
-import { hashBuffer, hashFile, HashingTransform, readBufferSize, SMALL_FILE_BYTES, type ContentDigest } from '../util/hash.js';
+import { HashingTransform, readBufferSize, SMALL_FILE_BYTES, type ContentDigest } from '../util/hash.js';
 
 export interface OutputDatumMeta {
   name: string;
@@ -92,11 +94,11 @@ export async function uploadBlobFile(store: ObjectStore, file: string, label: st
   if (known && known.size === size && (await blobPresent(store, known, label))) return known;
   if (size <= SMALL_FILE_BYTES) {
     const data = await fs.readFile(file);
-    const digest = hashBuffer(data);
+    const digest: ContentDigest = { sha256: createHash('sha256').update(data).digest('hex'), md5: '', size: data.length };
     if (!(await blobPresent(store, digest, label))) await putBlob(store, digest, data);
     return digest;
   }
-  const digest = await hashFile(file);
+  const digest = await sha256OfFile(file, size);
   if (await blobPresent(store, digest, label)) return digest;
   const rehash = new HashingTransform({ md5: false });
   const source = createReadStream(file, { highWaterMark: readBufferSize(size) });
@@ -112,6 +114,18 @@ export async function uploadBlobFile(store: ObjectStore, file: string, label: st
     throw new VhfsError('INTEGRITY', `output "${label}": ${file} changed while it was being uploaded`);
   }
   return digest;
+}
+
+/**
+ * The content address of a large file. Not `hashFile`: it also computes an MD5, which nothing here needs
+ * and which is the slower of the two (measured on 1 GiB: 2.0 s for SHA-256 alone, 5-6 s for both).
+ */
+async function sha256OfFile(file: string, size: number): Promise<ContentDigest> {
+  const hasher = new HashingTransform({ md5: false });
+  await pipeline(createReadStream(file, { highWaterMark: readBufferSize(size) }), hasher, async (chunks: AsyncIterable<Buffer>) => {
+    for await (const _ of chunks); // the hasher does the work
+  });
+  return hasher.digest();
 }
 
 async function blobPresent(store: ObjectStore, digest: ContentDigest, label: string): Promise<boolean> {
