@@ -6,13 +6,14 @@
  * within one run.
  *
  *   node dist/scripts/bench/outputs.js [--big-mib 1024] [--files 10000] [--file-kib 16] [--runs 3]
- *        [--work DIR] [--variants default,no-big-writes,cache-1s] [--skip-bindfs]
+ *        [--work DIR] [--variants default,no-big-writes,cache-1s,timeouts-0] [--skip-bindfs]
  *
  * Workloads, each run by an external process (this process serves the mount and must not touch it):
  *  - big: `dd if=<1 GiB random file in page cache> of=<target>/big.bin bs=1M`;
  *  - small: Python writes N files of 16 KiB (one write each) in 100 directories.
- * Variants of the vhfs mount (kernel options): `default` (big_writes, max_write=128 KiB, timeouts 0),
- * `no-big-writes` (libfuse 2.9's 4 KiB writes), `cache-1s` (entry/attr timeouts 1 s).
+ * Variants of the vhfs mount (kernel options): `default` (big_writes, max_write=128 KiB, entry timeout 0,
+ * attribute timeout 1 s), `no-big-writes` (libfuse 2.9's 4 KiB writes), `cache-1s` (entry timeout 1 s too),
+ * `timeouts-0` (attribute timeout 0 too).
  * Finalize is timed on a fresh mount per workload; "eager" writes with --eager-upload (quiet 200 ms), waits
  * until every file's blob is uploaded, then times finalize.
  */
@@ -40,6 +41,7 @@ const VARIANTS: Record<string, OutputsMountOptions['kernel']> = {
   default: {},
   'no-big-writes': { bigWrites: false },
   'cache-1s': { entryTimeout: 1, attrTimeout: 1 },
+  'timeouts-0': { attrTimeout: 0 },
 };
 
 function parseConfig(argv: string[]): Config {

@@ -13,9 +13,12 @@
  * Kernel options, measured (docs/OUTPUTS.md, scripts/bench/outputs.ts):
  *  - `big_writes` + `max_write=131072`: without big_writes libfuse 2.9 gets every write in 4 KiB pieces;
  *    128 KiB is the most it negotiates (protocol 7.19 has no max_pages);
- *  - entry and attribute timeouts default to 0: a live upload and a finalize remove files behind the
- *    kernel's back (fuse-native has no invalidation call), and a cached positive entry would then make
- *    `open(O_TRUNC)` of the same name fail with ENOENT; the cost is a LOOKUP per path component;
+ *  - entry timeout 0: a live upload and a finalize remove files behind the kernel's back (fuse-native has
+ *    no invalidation call), and a cached positive entry would then make `open(O_TRUNC)` of the same name
+ *    fail with ENOENT; the cost is a LOOKUP per path component. Attribute timeout 1 s: every name is
+ *    revalidated by that LOOKUP anyway, and nothing changes a file's attributes behind the kernel (only a
+ *    hard link's other name can show a size up to 1 s old); it saves the GETATTR a program's fstat() after
+ *    open() would cost. Negative entries are not cached: a job creates each name once, nothing to gain;
  *  - `kernel_cache`: pages written through the mount stay valid (nothing changes a file's bytes behind
  *    the kernel), so reading outputs back (sqlite, checkpoints) is served from the page cache.
  */
@@ -71,7 +74,7 @@ export interface OutputsMount {
   unmount(opts?: { finalize?: boolean }): Promise<FinalizeResult | undefined>;
 }
 
-export const DEFAULT_OUTPUTS_KERNEL = { entryTimeout: 0, attrTimeout: 0, kernelCache: true, bigWrites: true };
+export const DEFAULT_OUTPUTS_KERNEL = { entryTimeout: 0, attrTimeout: 1, kernelCache: true, bigWrites: true };
 /** The largest write request libfuse 2.9 negotiates. */
 export const MAX_WRITE = 128 * 1024;
 
