@@ -26,9 +26,12 @@ if [ ! -e /dev/fuse ]; then
   exit 1
 fi
 
-# npm ci only when the lock file changed since the last install (better-sqlite3 compiles for ~70 s).
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# npm ci only when the lock file's content changed since the last install (better-sqlite3 compiles for
+# ~70 s). Content, not mtime: a fresh checkout or a git worktree has a new lock file with the same content.
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f node_modules/.vhfs-lock-sha256 ] || [ "$(cat node_modules/.vhfs-lock-sha256)" != "$lock_hash" ]; then
   echo "setup: installing npm dependencies (better-sqlite3 compiles from source; about a minute)" >&2
   npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.vhfs-lock-sha256
 fi
 npx tsc -p tsconfig.json

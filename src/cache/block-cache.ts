@@ -38,6 +38,7 @@ import { isVhfsError, VhfsError } from '../util/errors.js';
 import { ChunkTable } from '../util/chunk-hashes.js';
 import { DEFAULTS } from '../config/options.js';
 import { MemoryTier } from './memory.js';
+import { getRangeWithin } from '../store/deadline.js';
 import { FetchQueue, Priority } from './fetch-queue.js';
 
 /** A persistent tier of whole, verified blocks, keyed by (source name, block size, block number). */
@@ -459,8 +460,8 @@ export class BlockCache {
     if (!where) return Promise.resolve(undefined);
     st.table ??= (async () => {
       const store = this.storeOf(source);
-      const buf = await store.getRange(where.key, where.offset, where.length, AbortSignal.timeout(this.fetchTimeoutMs));
-      const table = ChunkTable.parse(buf, `${store.url}/${where.key}`);
+      const buf = await getRangeWithin(store, where.key, where.offset, where.length, this.fetchTimeoutMs);
+      const table = ChunkTable.parseRecorded(buf, where, `${store.url}/${where.key}`);
       if (table.covered > source.size) throw new VhfsError('BAD_PACKAGE', `${store.url}/${where.key}: its chunk table covers ${table.covered} bytes of a ${source.size}-byte object`);
       return table;
     })();
@@ -473,13 +474,10 @@ export class BlockCache {
   private async fetch(source: ObjectRef, offset: number, length: number): Promise<Buffer> {
     const store = this.storeOf(source);
     try {
-      return await store.getRange(source.key, offset, length, AbortSignal.timeout(this.fetchTimeoutMs));
+      return await getRangeWithin(store, source.key, offset, length, this.fetchTimeoutMs);
     } catch (err) {
       if (isVhfsError(err, 'BAD_ARGUMENT')) {
         throw new VhfsError('INTEGRITY', `${store.url}/${source.key} is shorter than the ${source.size} bytes its index records (truncated?): ${err.message}`);
-      }
-      if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
-        throw new VhfsError('TIMEOUT', `${store.url}/${source.key}: no answer for bytes ${offset}-${offset + length - 1} within ${this.fetchTimeoutMs} ms`);
       }
       throw err;
     }

@@ -24,6 +24,7 @@ import type { Readable } from 'node:stream';
 import { isVhfsError, VhfsError } from '../util/errors.js';
 import { hashBuffer, hashFile, hashStream, HashingTransform, readBufferSize, SMALL_FILE_BYTES, type ContentDigest } from '../util/hash.js';
 import { isUuid, uuidv7 } from '../util/ids.js';
+import { relativePathProblem } from '../util/path-rules.js';
 import { mapLimit } from '../util/concurrency.js';
 import type { ObjectStore } from '../store/types.js';
 import { CatalogDb, type DatumQuery, type VersionSummary } from './db.js';
@@ -556,17 +557,10 @@ function checkAliasScope(kind: AliasKind, scope: string): void {
   }
 }
 
-/** Relative, `/`-separated, no empty/`.`/`..` segments, no NUL, no leading `/`. */
+/** The relative-path rules of src/util/path-rules.ts. */
 function checkFilePath(p: string, what: string): void {
-  let bad: string | undefined;
-  if (typeof p !== 'string' || p === '') bad = 'empty';
-  else if (p.includes('\0')) bad = 'contains NUL';
-  else if (p.startsWith('/')) bad = 'absolute';
-  else {
-    const seg = p.split('/').find((s) => s === '' || s === '.' || s === '..');
-    if (seg !== undefined) bad = seg === '' ? 'has an empty segment' : `has a "${seg}" segment`;
-  }
-  if (bad) throw new VhfsError('UNSAFE_PATH', `${what} ${JSON.stringify(p)} is unsafe (${bad})`);
+  const bad = relativePathProblem(p);
+  if (bad) throw new VhfsError('UNSAFE_PATH', `${what} ${JSON.stringify(p)} is unsafe: it ${bad}`);
 }
 
 function aliasLabel(kind: AliasKind, scope: string, name: string): string {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promises as fs, createReadStream, createWriteStream } from 'node:fs';
 import { collect, output, type Context, type Run } from './context.js';
-import { parseSize } from '../config/options.js';
+import { addOptions, optionValues, parseSize, READ_OPTIONS } from '../config/options.js';
 import { parseUri, type ParsedUri } from '../uri/parse.js';
 import { createVersion, listDirectory, DEFAULT_MAX_PACKAGE_SIZE } from '../catalog/create-version.js';
 import type { CollectionKind, DatumRecord, Producer } from '../catalog/types.js';
@@ -19,7 +19,7 @@ import { castKeepDirectories } from '../inputs/config.js';
 import { NOT_FOUND, isFile, dirIndex } from '../index/tree-index.js';
 import type { ObjectRef } from '../store/types.js';
 import {
-  writePackage, readPackageListing, verifyMember, fileSource, storeSource, partFileName, type PackageEntry,
+  writePackage, readPackageListing, verifyPackage, withFileSource, storeSource, partFileName, type PackageEntry, type RandomAccessSource,
 } from '../package/index.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
 import { formatBytes, Progress } from '../util/progress.js';
@@ -191,16 +191,18 @@ export function registerDataCommands(program: Command, run: Run): void {
       output(ctx, rows, () => rows.map((r) => (o.long ? `${r.type === 'dir' ? '-' : String(r.size).padStart(12)}  ${r.mtime.padEnd(24)}  ${r.path}` : r.path)).join('\n'));
     }));
 
-  program
+  const cat = program
     .command('cat')
     .description('write files\' bytes to stdout, in order (read by byte range through the block cache, as the mount does)')
     .argument('<uri>', 'datum://ID, or a multi-file URI followed by PATHs')
     .argument('[paths...]', 'paths of files inside the URI')
-    .option('-o, --output <file>', 'write to a file instead of stdout')
-    .action((uri: string, paths: string[], o: { output?: string }) => run(async (ctx) => {
-      const input = await resolveOne(ctx, uri, 'full');
+    .option('-o, --output <file>', 'write to a file instead of stdout');
+  addOptions(cat, CAT_OPTIONS);
+  cat.action((uri: string, paths: string[], o: { output?: string } & Record<string, unknown>) => run(async (ctx) => {
+      const read = optionValues(CAT_OPTIONS, o);
+      const input = await resolveOne(ctx, uri, 'full', read.fetchTimeout);
       const out = o.output ? createWriteStream(o.output) : process.stdout;
-      await catFiles(ctx, uri, input, paths, out);
+      await catFiles(ctx, uri, input, paths, out, read);
       if (o.output) await new Promise<void>((r, j) => (out as ReturnType<typeof createWriteStream>).end((e?: Error | null) => (e ? j(e) : r())));
     }));
 
@@ -219,11 +221,20 @@ export function registerDataCommands(program: Command, run: Run): void {
       const progress = new Progress(`packaging ${dir}`, files.length, { quiet: Boolean(ctx.opts.quiet || ctx.opts.json) });
       let doneEntries = 0;
       let doneBytes = 0;
+      const partStreams: Array<ReturnType<typeof createWriteStream>> = [];
       const parts = await writePackage(files.map((f): PackageEntry => ({ path: f.path, size: f.size, open: () => createReadStream(f.file) })), {
         name: out,
         ...(o.maxPartSize ? { maxPartSize: parseSize(o.maxPartSize, '--max-part-size') } : {}),
-        openPart: (part) => createWriteStream(tmp(part)),
+        openPart: (part) => { const s = createWriteStream(tmp(part)); partStreams.push(s); return s; },
         onProgress: (bytes, entries) => { progress.tick(entries - doneEntries, bytes - doneBytes); doneEntries = entries; doneBytes = bytes; },
+      }).catch(async (err: unknown) => {
+        // The writer has destroyed the open part's stream: wait until its descriptor is closed, then remove
+        // the half-written temp files, which are of no use.
+        for (const [i, s] of partStreams.entries()) {
+          if (!s.closed) await new Promise<void>((resolve) => s.once('close', () => resolve()));
+          await fs.rm(tmp(i + 1), { force: true });
+        }
+        throw err;
       });
       progress.finish();
       const written: Array<{ file: string; entries: number; size: number; zip64: boolean }> = [];
@@ -239,9 +250,10 @@ export function registerDataCommands(program: Command, run: Run): void {
     .description('read a package\'s central directory (tail + directory only) and summarise it')
     .argument('<package>', 'a .vhpkgzip file, or dataset://NAME/VERSION for its registered packages')
     .option('--entries', 'list every entry (path, offset, size, crc)')
-    .option('--verify', 'also read every member and check its CRC-32')
+    .option('--verify', 'also read the package: every member against its CRC-32, every chunk against the chunk hash table')
     .action((target: string, o: { entries?: boolean; verify?: boolean }) => run(async (ctx) => {
-      const sources: Array<{ name: string; open: () => Promise<{ size: number; read(offset: number, length: number): Promise<Buffer> }> }> = [];
+      // Each source is used through `use`, which closes whatever it opened however the work ends.
+      const sources: Array<{ name: string; use<T>(fn: (src: RandomAccessSource) => Promise<T>): Promise<T> }> = [];
       if (/^(dataset|model):\/\//.test(target)) {
         const parsed = parseUri(target);
         if (parsed.kind !== 'dataset' && parsed.kind !== 'model') throw new VhfsError('BAD_URI', `${target}: expected dataset://NAME/VERSION`);
@@ -249,32 +261,38 @@ export function registerDataCommands(program: Command, run: Run): void {
         const summary = await catalog.getVersionSummary(parsed.kind, parsed.name, parsed.selector);
         if (summary.packages.length === 0) throw new VhfsError('NOT_FOUND', `${target}: version ${summary.version} has no packages`);
         for (const p of summary.packages) {
-          sources.push({ name: p.name, open: async () => { const d = await catalog.getDatum(p.datumId); return storeSource(catalog.store, d.blobKey, d.size); } });
+          sources.push({ name: p.name, use: async (fn) => { const d = await catalog.getDatum(p.datumId); return fn(storeSource(catalog.store, d.blobKey, d.size)); } });
         }
-      } else sources.push({ name: target, open: () => fileSource(target) });
-      const reports: Array<{
+      } else sources.push({ name: target, use: (fn) => withFileSource(target, fn) });
+      type Report = {
         package: string; size: number; entries: number; dataBytes: number; centralDirectoryReads: number; bytesRead: number;
+        chunkTable: { offset: number; length: number; covered: number } | null;
         verified?: number; members?: Array<{ path: string; offset: number; size: number; crc32: number }>;
-      }> = [];
+      };
+      const reports: Report[] = [];
       for (const s of sources) {
-        const src = await s.open();
-        const listing = await readPackageListing(src, s.name);
-        let verified = 0;
-        if (o.verify) {
-          const progress = new Progress(`verifying ${s.name}`, listing.count, { quiet: Boolean(ctx.opts.quiet || ctx.opts.json) });
-          for (let i = 0; i < listing.count; i++) { await verifyMember(src, listing, i); verified++; progress.tick(1, listing.sizes[i]); }
-          progress.finish();
-        }
-        const bytes = listing.sizes.reduce((n, x) => n + x, 0);
-        reports.push({
-          package: s.name, size: listing.size, entries: listing.count, dataBytes: bytes, centralDirectoryReads: listing.reads,
-          bytesRead: listing.bytesRead, ...(o.verify ? { verified } : {}),
-          ...(o.entries ? { members: Array.from({ length: listing.count }, (_, i) => ({ path: listing.paths[i], offset: listing.dataOffsets[i], size: listing.sizes[i], crc32: listing.crc32s[i] })) } : {}),
-        });
-        if ('close' in src && typeof src.close === 'function') await (src.close as () => Promise<void>)();
+        reports.push(await s.use(async (src): Promise<Report> => {
+          const listing = await readPackageListing(src, s.name);
+          let verified = 0;
+          if (o.verify) {
+            const progress = new Progress(`verifying ${s.name}`, listing.count, { quiet: Boolean(ctx.opts.quiet || ctx.opts.json) });
+            await verifyPackage(src, listing, (i) => { verified++; progress.tick(1, listing.sizes[i]); });
+            progress.finish();
+          }
+          const table = listing.chunkTable;
+          return {
+            package: s.name, size: listing.size, entries: listing.count, dataBytes: listing.sizes.reduce((n, x) => n + x, 0),
+            centralDirectoryReads: listing.reads, bytesRead: listing.bytesRead,
+            chunkTable: table ? { offset: table.offset, length: table.length, covered: table.covered } : null,
+            ...(o.verify ? { verified } : {}),
+            ...(o.entries ? { members: Array.from({ length: listing.count }, (_, i) => ({ path: listing.paths[i], offset: listing.dataOffsets[i], size: listing.sizes[i], crc32: listing.crc32s[i] })) } : {}),
+          };
+        }));
       }
+      const verifiedText = (r: Report): string => !o.verify ? ''
+        : `; ${r.verified} members verified (CRC-32${r.chunkTable ? ` and chunk hashes of all ${formatBytes(r.chunkTable.covered)} before the table` : ', no chunk hash table: written by another tool'})`;
       output(ctx, reports, () => reports.map((r) => [
-        `${r.package}: ${r.entries} entries, ${formatBytes(r.dataBytes)} of data in ${formatBytes(r.size)}; index read with ${r.centralDirectoryReads} ranged reads (${formatBytes(r.bytesRead)})${o.verify ? `; ${r.verified} members verified` : ''}`,
+        `${r.package}: ${r.entries} entries, ${formatBytes(r.dataBytes)} of data in ${formatBytes(r.size)}; index read with ${r.centralDirectoryReads} ranged reads (${formatBytes(r.bytesRead)})${verifiedText(r)}`,
         ...(r.members ?? []).map((m) => `${String(m.offset).padStart(14)} ${String(m.size).padStart(12)} ${m.crc32.toString(16).padStart(8, '0')}  ${m.path}`),
       ].join('\n')).join('\n'));
     }));
@@ -307,15 +325,21 @@ async function listCollections(ctx: Context, kind: CollectionKind, name: string 
   ].join('\n'));
 }
 
-async function resolveOne(ctx: Context, uri: string, keepDirectories: KeepDirectories): Promise<ResolvedInput> {
+/** The read options `vhfs cat` shares with the mount. */
+const CAT_OPTIONS = { blockSize: READ_OPTIONS.blockSize, fetchTimeout: READ_OPTIONS.fetchTimeout };
+
+async function resolveOne(ctx: Context, uri: string, keepDirectories: KeepDirectories, readTimeoutMs?: number): Promise<ResolvedInput> {
   const parsed: ParsedUri = parseUri(uri);
   const catalog = await ctx.catalog();
-  const resolver = new InputResolver({ catalog, cacheDir: ctx.cacheDir, log: (l) => ctx.debug(l) });
+  const resolver = new InputResolver({ catalog, cacheDir: ctx.cacheDir, log: (l) => ctx.debug(l), ...(readTimeoutMs ? { readTimeoutMs } : {}) });
   return resolver.resolve({ name: uri, uris: [parsed], keepDirectories, optional: false, download: 'always' });
 }
 
 /** Stream the files at `paths` of a resolved URI (or its only file) to `out`, read exactly as the mount reads them. */
-export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, paths: readonly string[], out: NodeJS.WritableStream): Promise<void> {
+export async function catFiles(
+  ctx: Context, uri: string, input: ResolvedInput, paths: readonly string[], out: NodeJS.WritableStream,
+  read: { blockSize?: number; fetchTimeout?: number } = {},
+): Promise<void> {
   const index = input.index;
   const refs: number[] = [];
   if (paths.length === 0) {
@@ -337,6 +361,7 @@ export async function catFiles(ctx: Context, uri: string, input: ResolvedInput, 
   }
   const reader = new ReadPath({
     catalog: await ctx.catalog(), cacheDir: ctx.cacheDir, diskCache: false, readaheadLimit: (s) => ends.get(s), log: (l) => ctx.debug(l),
+    ...(read.blockSize ? { blockSize: read.blockSize } : {}), ...(read.fetchTimeout ? { fetchTimeoutMs: read.fetchTimeout } : {}),
   });
   try {
     const chunk = Buffer.alloc(reader.cache.blockSize);

@@ -74,7 +74,10 @@ export function registerMountCommands(program: Command, run: Run): void {
     }
     const said: string[] = [];
     if (stop.kind === 'stopped') said.push(`stopped daemon ${stop.pid}`);
-    if (stop.kind === 'unresponsive') said.push(`daemon ${stop.pid} did not stop within ${(outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS) / 1000} s`);
+    if (stop.kind === 'unresponsive') {
+      said.push(stop.paused ? `daemon ${stop.pid} is stopped (SIGSTOP?) and cannot act on SIGTERM`
+        : `daemon ${stop.pid} did not stop within ${(outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS) / 1000} s`);
+    }
     for (const mp of [paths.inputs, paths.outputs]) {
       const state = await mountState(mp);
       if (state === 'not-mounted') continue;

@@ -20,16 +20,16 @@
  * and the daemon exits; its own unmount then finds the mount gone and detaches nothing (see mountpoint.ts:
  * an old daemon never unmounts a newer daemon's mount), and it removes the run file only if it names itself.
  *
- * Logs: one file per mountpoint in `<home>/logs/`, rotated (one `.1` kept) when it passes 8 MiB at start;
- * repeated error lines are rate-limited (`RateLimitedLog`), so a job hammering a broken file cannot fill
- * the disk.
+ * Logs: one file per daemon in `<home>/logs/` (two mounts of a path never interleave their lines), the
+ * newest five per mountpoint kept; repeated error lines are rate-limited (`RateLimitedLog`), so a job
+ * hammering a broken file cannot fill the disk.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { openSync, closeSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describeError, isVhfsError, VhfsError, type VhfsErrorCode } from '../util/errors.js';
-import { canonicalPath, mountInfo, ownMountDevice } from './mountpoint.js';
+import { canonicalPath, servedByUs } from './mountpoint.js';
 
 export interface ServedMounts {
   /** Mountpoints whose detachment from outside ends the daemon. */
@@ -50,7 +50,8 @@ export interface RunState {
   log: string;
 }
 
-const LOG_ROTATE_BYTES = 8 * 1024 * 1024;
+/** Logs kept per mountpoint: the running daemon's and a few before it, for post-mortems. */
+const KEPT_LOGS = 5;
 const DAEMON_COMMAND = '__daemon';
 
 // ------------------------------------------------------------------------------------------- files
@@ -63,8 +64,18 @@ export function runFile(home: string, mountpoint: string): string {
   return path.join(home, 'run', `${mountKey(mountpoint)}.json`);
 }
 
-export function logFile(home: string, mountpoint: string): string {
-  return path.join(home, 'logs', `mount-${mountKey(mountpoint)}.log`);
+/** A new log file for one daemon of `mountpoint`: `<home>/logs/mount-<key>-<time>.log`. */
+export function newLogFile(home: string, mountpoint: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return path.join(home, 'logs', `mount-${mountKey(mountpoint)}-${stamp}-${process.pid}.log`);
+}
+
+/** Keep the newest `keep` logs of `mountpoint`'s daemons; older ones go. */
+async function pruneLogs(home: string, mountpoint: string, keep: number): Promise<void> {
+  const dir = path.join(home, 'logs');
+  const prefix = `mount-${mountKey(mountpoint)}-`;
+  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n.endsWith('.log')).sort();
+  for (const name of names.slice(0, Math.max(0, names.length - keep))) await fs.rm(path.join(dir, name), { force: true });
 }
 
 export async function readRunState(file: string): Promise<RunState | undefined> {
@@ -76,16 +87,20 @@ export async function readRunState(file: string): Promise<RunState | undefined> 
   }
 }
 
-/** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or undefined if there is no such process. */
-export async function processStartTime(pid: number): Promise<string | undefined> {
+/** Fields 3 on of /proc/PID/stat, or undefined if there is no such process. */
+async function procStat(pid: number): Promise<string[] | undefined> {
   try {
     const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) is in parentheses and may contain spaces: count fields after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+/** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or undefined if there is no such process. */
+export async function processStartTime(pid: number): Promise<string | undefined> {
+  return (await procStat(pid))?.[19];
 }
 
 /** The daemon a run file names, if that very process (same pid and start time) is still running. */
@@ -96,11 +111,6 @@ export async function liveDaemon(home: string, mountpoint: string): Promise<RunS
   return started !== undefined && started === state.startTime ? state : undefined;
 }
 
-/** Rotate `file` to `file.1` when it has grown past the limit. */
-async function rotateLog(file: string): Promise<void> {
-  const st = await fs.stat(file).catch(() => undefined);
-  if (st && st.size > LOG_ROTATE_BYTES) await fs.rename(file, `${file}.1`).catch(() => undefined);
-}
 
 // ------------------------------------------------------------------------------------------ starting
 
@@ -109,9 +119,9 @@ async function rotateLog(file: string): Promise<void> {
  * over IPC) and resolve once it reports ready; reject with its own error if it fails to start.
  */
 export async function spawnDaemon(opts: { home: string; mountpoint: string; args: string[]; script: string }): Promise<{ pid: number; log: string; info: Record<string, unknown> }> {
-  const log = logFile(opts.home, opts.mountpoint);
+  const log = newLogFile(opts.home, opts.mountpoint);
   await fs.mkdir(path.dirname(log), { recursive: true, mode: 0o700 });
-  await rotateLog(log);
+  await pruneLogs(opts.home, opts.mountpoint, KEPT_LOGS - 1);
   const fd = openSync(log, 'a', 0o600);
   const child = spawn(process.execPath, [...process.execArgv, opts.script, DAEMON_COMMAND], {
     detached: true, stdio: ['ignore', fd, fd, 'ipc'],
@@ -230,34 +240,20 @@ export async function serveDaemon(opts: ServeOptions): Promise<number> {
   return code;
 }
 
-/** statfs(2) f_type of every FUSE filesystem. */
-const FUSE_SUPER_MAGIC = 0x65735546;
-
 /**
- * Call `onGone(mountpoint)` when the mount we made at one of `mountpoints` is no longer there, by either
- * evidence seen twice in a row (2 s apart): statfs reports another filesystem type (detached from outside),
- * or mountinfo lists a mount on top of the path with another FUSE connection than ours (replaced by a newer
- * daemon with --force). Not the absence of our line in mountinfo, which a read can skip while other mounts
- * change, and not an error (a slow or failed statfs under load says nothing about who is mounted there).
- * Not stat either: it would prime the kernel's attribute cache of the mount root for a day.
+ * Call `onGone(mountpoint)` when the path no longer serves the mount we made there (detached from outside,
+ * or replaced by a newer daemon with --force), seen twice in a row, 2 s apart: a statfs of the path that our
+ * own handler did not answer (`servedByUs`). A statfs that does not answer in time is no evidence either way.
  */
 async function watchOutsideUnmount(mountpoints: string[], onGone: (mountpoint: string) => void): Promise<() => void> {
   const canonical = await Promise.all(mountpoints.map(canonicalPath));
   const misses = mountpoints.map(() => 0);
-  const check = async (mp: string): Promise<boolean | undefined> => {
-    const st = await fs.statfs(mp).catch(() => undefined);
-    if (st && st.type !== FUSE_SUPER_MAGIC) return true;
-    const ours = ownMountDevice(canonical[mountpoints.indexOf(mp)]);
-    const top = ours === undefined ? undefined : await mountInfo(mp).catch(() => undefined);
-    if (top && top.device !== ours) return true;
-    return st ? false : undefined;
-  };
   const timer = setInterval(() => {
-    mountpoints.forEach((mp, i) => {
-      check(mp).then((gone) => {
-        if (gone === undefined) return;
-        misses[i] = gone ? misses[i] + 1 : 0;
-        if (misses[i] >= 2) onGone(mp);
+    canonical.forEach((mp, i) => {
+      servedByUs(mp).then((ours) => {
+        if (ours === undefined) return;
+        misses[i] = ours ? 0 : misses[i] + 1;
+        if (misses[i] >= 2) onGone(mountpoints[i]);
       }, () => undefined);
     });
   }, 2000);
@@ -326,7 +322,7 @@ function truncate(text: string): string {
 export type StopResult =
   | { kind: 'not-running' }
   | { kind: 'stopped'; pid: number }
-  | { kind: 'unresponsive'; pid: number };
+  | { kind: 'unresponsive'; pid: number; paused: boolean };
 
 /**
  * Ask the daemon serving `mountpoint` to stop (SIGTERM) and wait up to `timeoutMs`. Only a process that
@@ -341,9 +337,18 @@ export async function stopDaemon(home: string, mountpoint: string, timeoutMs: nu
     return { kind: 'not-running' };
   }
   const deadline = Date.now() + timeoutMs;
+  const file = runFile(home, mountpoint);
+  let paused = false;
   while (Date.now() < deadline) {
-    if ((await processStartTime(state.pid)) !== state.startTime) return { kind: 'stopped', pid: state.pid };
+    const stat = await procStat(state.pid);
+    if (stat?.[19] !== state.startTime) return { kind: 'stopped', pid: state.pid };
+    // The daemon removes its run file once everything is unmounted; the process may outlive that by a
+    // moment, or for as long as a read stuck in a hung filesystem holds one of its threads.
+    if ((await readRunState(file))?.pid !== state.pid) return { kind: 'stopped', pid: state.pid };
+    // A stopped process (SIGSTOP, a debugger) will not act on SIGTERM until continued: no use waiting.
+    paused = stat[0] === 'T' || stat[0] === 't';
+    if (paused) break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { kind: 'unresponsive', pid: state.pid };
+  return { kind: 'unresponsive', pid: state.pid, paused };
 }

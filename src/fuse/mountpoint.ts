@@ -26,7 +26,7 @@
  */
 import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readdir, readFile, readlink, realpath, stat, statfs } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, readlink, realpath, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import Fuse from 'fuse-native';
 import type { FuseOptions, Ops } from 'fuse-native';
@@ -287,7 +287,38 @@ export async function clearStaleMount(path: string, opts: { force?: boolean } = 
   const was = await mountState(target);
   if (was === 'not-mounted') return { path: target, action: 'none', was };
   if (was === 'live' && !opts.force) throw await conflictError(target);
-  return { path: target, action: await detach(target), was };
+  // Processes blocked on a hung mount stay blocked after a lazy detach; aborting the connection first
+  // releases them (ECONNABORTED), so nothing waits on a daemon that will never answer.
+  const aborted = was === 'hung' ? await abortConnection(target) : undefined;
+  const detached = await detach(target);
+  return { path: target, action: aborted ? `${aborted} + ${detached}` : detached, was };
+}
+
+const FUSECTL = '/sys/fs/fuse/connections';
+
+/**
+ * Abort the FUSE connection of the mount at `path` (fusectl's `abort` file): every request waiting on its
+ * daemon fails at once with ECONNABORTED and the mount is dead from then on. Only for a hung mount. Mounts
+ * fusectl if it is not (root only). Returns what was done, or undefined if it could not be done.
+ */
+export async function abortConnection(path: string): Promise<string | undefined> {
+  const info = await mountInfo(path);
+  const connection = info && isFuseType(info.fsType) ? fuseConnection(info) : undefined;
+  if (connection === undefined) return undefined;
+  const file = join(FUSECTL, String(connection), 'abort');
+  const write = () => writeFile(file, '1');
+  try {
+    await write();
+  } catch {
+    const mounted = await run('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], 5000);
+    if (!mounted.ok) return undefined;
+    try {
+      await write();
+    } catch {
+      return undefined;
+    }
+  }
+  return `abort of FUSE connection ${connection}`;
 }
 
 async function conflictError(path: string, what = 'is already mounted'): Promise<VhfsError> {
@@ -354,15 +385,19 @@ function wrapFsError(err: unknown, path: string): unknown {
 
 let unmountPatched = false;
 
-/** The device ("0:NN", one per FUSE connection) of every mount this process made, by mountpoint. */
-const ownMounts = new Map<string, string>();
+/**
+ * Every mount this process made, by mountpoint, with the number of FUSE statfs requests it has answered.
+ * That count is how a daemon knows a path is still served by *its* mount: it asks the kernel for statfs of
+ * the path and sees whether its own handler answered. Device numbers ("0:NN" in mountinfo) cannot tell: the
+ * kernel reuses them, so a newer mount on the same path can carry the number of an older, detached one.
+ */
+const ownMounts = new Map<string, { pings: number }>();
 
 /**
  * Replace fuse-native's static unmount (shell + "fusermount -uz", fails on an already-gone mount) with an
- * execFile version that detaches only a mount this process made: if what is mounted there now has another
- * device, our mount is already gone (detached from outside, or replaced by a newer daemon with --force)
- * and the newer mount must not be touched. fuse-native's close() calls it through the class binding, so
- * patching the class works.
+ * execFile version that detaches only a mount this process made: if the path is no longer served by our
+ * mount (detached from outside, or replaced by a newer daemon with --force), the newer mount must not be
+ * touched. fuse-native's close() calls it through the class binding, so patching the class works.
  */
 export function installSafeUnmount(): void {
   if (unmountPatched) return;
@@ -372,22 +407,39 @@ export function installSafeUnmount(): void {
   };
 }
 
-/** The FUSE connection ("0:NN") of the mount this process made at `path`, if it made one. */
-export function ownMountDevice(path: string): string | undefined {
-  return ownMounts.get(path);
+/**
+ * Whether the mount this process made at `path` is what the path serves now: true (it answered our
+ * statfs), false (something else answered), or undefined (no answer within `timeoutMs`: no evidence).
+ */
+export async function servedByUs(path: string, timeoutMs = STAT_TIMEOUT_MS): Promise<boolean | undefined> {
+  const mine = ownMounts.get(path);
+  if (!mine) return false;
+  const before = mine.pings;
+  const res = await probeWithTimeout(path, timeoutMs);
+  if (res === 'timeout') return undefined;
+  return res === null && mine.pings > before;
 }
 
 async function detachOwn(path: string): Promise<void> {
-  const device = ownMounts.get(path);
-  if (device === undefined) {
-    await detach(path);
+  if (!ownMounts.has(path)) {
+    // Not a mount of ours that we could identify: detach the top mount once, never a stack of them.
+    if (await isMounted(path)) await detachOnce(path);
     return;
   }
-  ownMounts.delete(path);
-  // One read of mountinfo can skip entries while other mounts change: look twice before concluding ours is gone.
-  const top = (await mountInfo(path)) ?? (await mountInfo(path));
-  if (top?.device !== device) return;
-  await detachOnce(path);
+  if (await servedByUs(path) !== false) await detachOnce(path);
+}
+
+/** Count the statfs requests a mount answers (see `ownMounts`); answer them itself when `ops` does not. */
+function countPings(ops: Ops, mine: { pings: number }): Ops {
+  const inner = ops.statfs?.bind(ops);
+  return {
+    ...ops,
+    statfs(p, cb) {
+      mine.pings++;
+      if (inner) inner(p, cb);
+      else cb(0, { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, favail: 0, fsid: 0, flag: 0, namemax: 255 });
+    },
+  };
 }
 
 /** fuse-native's `-o` list loses zero values and cannot express some options: carry them in fsname. */
@@ -446,7 +498,8 @@ export async function mountFuse(path: string, ops: Ops, opts: MountOptions = {})
   installSafeUnmount();
   const target = await canonicalPath(path);
   if (opts.prepare !== false) await prepareMountpoint(target, { force: opts.force });
-  const handlers = opts.guardOps === false ? ops : guardOps(ops, opts.onHandlerError);
+  const mine = { pings: 0 };
+  const handlers = countPings(opts.guardOps === false ? ops : guardOps(ops, opts.onHandlerError), mine);
   const fuse = new Fuse(target, handlers, buildFuseOptions(opts));
   const timeoutMs = opts.mountTimeoutMs ?? DEFAULT_MOUNT_TIMEOUT_MS;
   try {
@@ -458,8 +511,7 @@ export async function mountFuse(path: string, ops: Ops, opts: MountOptions = {})
     const msg = (err as Error).message;
     throw new VhfsError('STORE', `cannot mount ${target}: ${msg}${hintFor(msg)}`, { cause: err });
   }
-  const info = await mountInfo(target);
-  if (info) ownMounts.set(target, info.device);
+  ownMounts.set(target, mine);
   return fuse;
 }
 
@@ -484,19 +536,16 @@ function hintFor(message: string): string {
 export async function unmountFuse(fuse: Fuse, opts: { timeoutMs?: number } = {}): Promise<void> {
   installSafeUnmount();
   const timeoutMs = opts.timeoutMs ?? DEFAULT_UNMOUNT_TIMEOUT_MS;
-  const device = ownMounts.get(fuse.mnt);
   await withTimeout(new Promise<void>((res, rej) => fuse.unmount((err) => (err ? rej(err) : res()))), timeoutMs,
     `unmounting ${fuse.mnt} did not finish within ${timeoutMs} ms`);
   const deadline = Date.now() + timeoutMs;
   // Wait for our mount to leave; another (newer) one may stay mounted on the same path.
-  const ours = async () => {
-    const top = await mountInfo(fuse.mnt);
-    return top !== undefined && (device === undefined || top.device === device);
-  };
+  const ours = async () => (await servedByUs(fuse.mnt)) !== false;
   while (await ours()) {
     if (Date.now() > deadline) throw new VhfsError('TIMEOUT', `${fuse.mnt} is still mounted after unmount`);
     await new Promise((r) => setTimeout(r, 20));
   }
+  ownMounts.delete(fuse.mnt);
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {

@@ -20,6 +20,7 @@
  */
 import { VhfsError } from '../util/errors.js';
 import { compareNames } from '../util/utf8-order.js';
+import { relativePathProblem } from '../util/path-rules.js';
 import type { ObjectRef } from '../store/types.js';
 
 /** A lookup result: `>= 0` is a file index, `<= -1` is directory `-1 - result`, NOT_FOUND otherwise. */
@@ -366,20 +367,11 @@ function concatNames(bufs: Buffer[]): [Buffer, Uint32Array] {
   return [Buffer.concat(bufs, total), starts];
 }
 
-/** Relative, `/`-separated, no empty/`.`/`..` segments, no NUL or backslash. */
+/** The relative-path rules of src/util/path-rules.ts. */
 export function checkRelativePath(path: string, label: string): void {
-  const bad = unsafePathReason(path);
+  const bad = relativePathProblem(path);
   if (bad) throw new VhfsError('UNSAFE_PATH', `${label}: unsafe path "${path.replace(/\0/g, '\\0')}": ${bad}`);
 }
 
-export function unsafePathReason(path: string): string | undefined {
-  if (path.length === 0) return 'empty path';
-  if (path.includes('\0')) return 'contains a NUL byte';
-  if (path.startsWith('/')) return 'absolute path';
-  if (path.includes('\\')) return 'contains a backslash';
-  for (const segment of path.split('/')) {
-    if (segment === '') return 'empty path segment';
-    if (segment === '.' || segment === '..') return `"${segment}" segment`;
-  }
-  return undefined;
-}
+/** Kept for create-version.ts until it imports src/util/path-rules.ts itself. */
+export { relativePathProblem as unsafePathReason };

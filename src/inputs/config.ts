@@ -1,4 +1,5 @@
-// Input definitions → `InputSpec[]` (spec §1.1, §1.2, §1.5).
+// Input definitions → `InputSpec[]`: inputs.json, valohai.yaml steps and `--input` flags (README.md,
+// "Using it"), following Valohai's valohai.yaml input items.
 //
 // Three sources, one result:
 //   JSON file      `{ "inputs": [ { "name": "x", "default": "uri" | ["uri", …], … } ] }`, a bare array of
@@ -14,8 +15,8 @@
 // `applyInputFlags` overlays flags on file definitions (given URIs replace the defaults, as `vh exec run
 // --name=URI` does); `checkRequiredInputs` rejects a non-optional input left without a URI.
 //
-// Input items follow valohai-yaml's schema and casting rules (spec §1.2): keys are `name` (≤ 64
-// characters, unique, and — because it becomes a directory — not `.`/`..`, no `/`, no control
+// Input items follow valohai-yaml's schema and casting rules (valohai.yaml `inputs`): keys are `name`
+// (≤ 64 characters, unique, and — because it becomes a directory — not `.`/`..`, no `/`, no control
 // characters), `default`, `optional`, `description`, `filename`, `keep-directories`, `download`; any other
 // key is an error naming it. `keep-directories`: true → full, false/null/missing/"" → none, strings are
 // lower-cased and must be none|full|suffix. `download`: missing/null → always, strings lower-cased,

@@ -1,4 +1,5 @@
-// Where each resolved file of one input appears under `/valohai/inputs/<input>/` (spec §1.6, §1.7).
+// Where each resolved file of one input appears under `/valohai/inputs/<input>/`: valohai.yaml's
+// `keep-directories` and `filename` input options.
 //
 // The resolver turns an input's URIs into files; this module only decides their relative local paths,
 // so it is pure and needs no store. For each file, by `origin`:
@@ -8,27 +9,27 @@
 //              full   → key (the bucket, or account/container, is never part of the path)
 //              suffix → key minus `wildcardRoot` for a wildcard URI; basename(key) without one
 //   version  (a file of a dataset or model version; `key` = its path inside the version)
-//              → key, whatever the mode. DECISION (spec §9 q1/q9): a version is a tree, and the
-//                seeds show it kept as one (`/valohai/inputs/training-images/cats/cats_00000.jpg`);
+//              → key, whatever the mode. DECISION (Valohai's docs leave it open): a version is a
+//                tree, and the seeds show it kept as one (`/valohai/inputs/training-images/cats/cats_00000.jpg`);
 //                flattening class folders would silently merge them.
 //   datum    (`key` = the datum's name, which may contain `/`)
-//              none, suffix → basename(name); full → name. DECISION (spec §9 q1): a single datum
+//              none, suffix → basename(name); full → name. DECISION (left open too): a single datum
 //                behaves like a single object without wildcards.
 //   url      (`key` = the URL's file name) → key.
 // `filename`, when set, replaces the path of the input's only file; with several files it is ignored
-// (spec §1.7) and a warning says so.
+// (as in Valohai) and a warning says so.
 //
-// Collisions. DECISION (spec §9 q2): two different sources mapping to one local path is an error
-// (UNSAFE_PATH) naming the input, the path and both URIs — Valohai silently lets one overwrite the
+// Collisions. DECISION (Valohai's docs leave it open): two different sources mapping to one local path
+// is an error (UNSAFE_PATH) naming the input, the path and both URIs — Valohai silently lets one overwrite the
 // other, and a training job reading the wrong file is worse than one that does not start. The first
 // collision in input order is reported. Entries with the same `id` (the same object reached through two
 // overlapping wildcards or a repeated URI) are one file, not a collision: the first is kept. A path
 // that is a file for one source and a directory for another (`a` and `a/b`) is also an error.
 //
-// Every resulting path is checked: relative, `/`-separated, no empty, `.` or `..` segments, no NUL,
-// no segment over 255 bytes (NAME_MAX). Output is sorted by path (code-unit order) so that listings
+// Every resulting path is checked against the relative-path rules (src/util/path-rules.ts). Output is sorted by path (code-unit order) so that listings
 // and inputs.json do not depend on the order in which a store listed its keys.
 import { VhfsError } from '../util/errors.js';
+import { relativePathProblem } from '../util/path-rules.js';
 
 export type KeepDirectories = 'none' | 'full' | 'suffix';
 
@@ -65,7 +66,6 @@ export interface Layout<T = unknown> {
   warnings: string[];
 }
 
-const NAME_MAX_BYTES = 255;
 
 /** Lay out one input's files. Throws VhfsError UNSAFE_PATH on an unsafe path or a collision. */
 export function layoutInput<T>(files: readonly ResolvedFile<T>[], options: LayoutOptions): Layout<T> {
@@ -124,15 +124,8 @@ function dedupeById<T>(files: readonly ResolvedFile<T>[]): ResolvedFile<T>[] {
 
 /** What is unsafe about a relative path, or undefined when it is fine. */
 export function pathProblem(p: string): string | undefined {
-  if (p === '') return 'the path is empty';
-  if (p.includes('\u0000')) return 'the path contains NUL';
-  if (p.startsWith('/')) return 'the path is absolute';
-  for (const seg of p.split('/')) {
-    if (seg === '') return p.endsWith('/') ? 'the path ends with "/" (a folder, not a file)' : 'the path has an empty segment ("//")';
-    if (seg === '.' || seg === '..') return `the path has a "${seg}" segment`;
-    if (Buffer.byteLength(seg) > NAME_MAX_BYTES) return `a path segment is longer than ${NAME_MAX_BYTES} bytes`;
-  }
-  return undefined;
+  const problem = relativePathProblem(p);
+  return problem === undefined ? undefined : `the path ${problem}`;
 }
 
 function checkPath(p: string, file: ResolvedFile, input: string): void {

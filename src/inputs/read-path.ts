@@ -39,7 +39,7 @@ export class ReadPath {
   constructor(opts: ReadPathOptions) {
     const log = opts.log ?? (() => {});
     const store = opts.catalog.store;
-    this.resolver = new InputResolver({ catalog: opts.catalog, cacheDir: opts.cacheDir, log });
+    this.resolver = new InputResolver({ catalog: opts.catalog, cacheDir: opts.cacheDir, readTimeoutMs: opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs, log });
     const useDisk = opts.diskCache ?? !store.url.startsWith('file:');
     this.cache = new BlockCache({
       store,

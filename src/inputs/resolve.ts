@@ -23,7 +23,9 @@ import { createHash } from 'node:crypto';
 import type { Catalog } from '../catalog/catalog.js';
 import { keys } from '../catalog/store-records.js';
 import type { CollectionKind, DatumRecord, PackageRef } from '../catalog/types.js';
-import { readPackageListing, storeSource } from '../package/index.js';
+import { readPackageListing } from '../package/index.js';
+import { DEFAULTS } from '../config/options.js';
+import { getRangeWithin } from '../store/deadline.js';
 import { TreeIndexBuilder, type TreeIndex } from '../index/tree-index.js';
 import { loadIndex, saveIndex } from '../index/persist.js';
 import { layoutInput, type Layout, type ResolvedFile } from './layout.js';
@@ -62,6 +64,8 @@ export interface ResolvedInput {
 
 export interface ResolverOptions {
   catalog: Catalog;
+  /** Each store read made while resolving (package tails and directories) answers within this or fails. */
+  readTimeoutMs?: number;
   /** Where persisted indexes live (`<cacheDir>/indexes/`); none → always rebuild. */
   cacheDir?: string;
   log?: (line: string) => void;
@@ -133,8 +137,8 @@ export class InputResolver {
       p.kind === 'version'
         ? { v: `${p.collectionKind}://${p.collection}/${p.version}`, p: p.packages.map((k) => k.datumId) }
         : p.kind === 'datum' ? { d: p.datum.id } : {});
-    // format 2: sources carry `integrity` (what their bytes are checked against).
-    const key = JSON.stringify({ format: 2, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
+    // format 3: sources carry `integrity` (what their bytes are checked against), with package chunk tables.
+    const key = JSON.stringify({ format: 3, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
     return createHash('sha256').update(key).digest('hex');
   }
 
@@ -194,12 +198,15 @@ export class InputResolver {
     if (p.packages.length > 0) {
       for (const pkg of p.packages) {
         const datum = await catalog.getDatum(pkg.datumId);
-        const listing = await readPackageListing(storeSource(catalog.store, datum.blobKey, datum.size), `${p.uri} package ${pkg.name}`);
+        const timeout = this.opts.readTimeoutMs ?? DEFAULTS.fetchTimeoutMs;
+        const source = { size: datum.size, read: (offset: number, length: number) => getRangeWithin(catalog.store, datum.blobKey, offset, length, timeout) };
+        const listing = await readPackageListing(source, `${p.uri} package ${pkg.name}`);
         this.opts.log?.(`${p.uri}: package ${pkg.name}: ${listing.count} entries from ${listing.reads} ranged reads (${listing.bytesRead} bytes)`);
-        const source = builder.addSource({ key: datum.blobKey, size: datum.size, integrity: { memberCrc32: true } });
+        const chunkTable = listing.chunkTable ? { key: datum.blobKey, ...listing.chunkTable } : undefined;
+        const sourceIndex = builder.addSource({ key: datum.blobKey, size: datum.size, integrity: { memberCrc32: true, ...(chunkTable ? { chunkTable } : {}) } });
         for (let i = 0; i < listing.count; i++) {
           builder.add({
-            path: listing.paths[i], size: listing.sizes[i], source, offset: listing.dataOffsets[i],
+            path: listing.paths[i], size: listing.sizes[i], source: sourceIndex, offset: listing.dataOffsets[i],
             mtimeMs: listing.mtimesMs[i], crc32: listing.crc32s[i],
           });
         }
@@ -255,3 +262,4 @@ async function listLocal(uri: LocalUri, shown: string): Promise<LocalFile[]> {
   if (files.length === 0) throw new VhfsError('NOT_FOUND', `${shown}: the wildcard matches no file`);
   return files;
 }
+

@@ -36,6 +36,13 @@ export const FLAG_UTF8 = 0x0800;
 
 export const METHOD_STORED = 0;
 
+/**
+ * The archive comment of every part that ends with a chunk hash table. The table's own central record
+ * can be damaged into an ordinary name; this second, independent mark makes such a part fail to list
+ * instead of silently losing its table (and with it the check of every block).
+ */
+export const CHUNK_TABLE_COMMENT = Buffer.from('vhpkgzip: chunk hashes in .vhpkgzip/chunk-hashes');
+
 /** Member data starts on this boundary so the FUSE layer can serve page-aligned ranges. */
 export const DATA_ALIGNMENT = 4096;
 

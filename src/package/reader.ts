@@ -11,6 +11,11 @@
  * separated by small gaps are coalesced into one read of up to 8 MiB), which is correct but costs
  * roughly one read per 8 MiB of small members or one per large member.
  *
+ * A package vhfs wrote ends each part with a chunk hash table member (`.vhpkgzip/chunk-hashes`, the
+ * last central record). The listing never counts it as a file: it reports where its bytes lie, and
+ * checks that it covers every member's data; loading and checking the table itself is left to the
+ * first reader that verifies a range (verify.ts), so listing a million entries costs no extra read.
+ *
  * Every field is bounds-checked before use and every failure is a one-line VhfsError naming the
  * package and, where there is one, the entry: BAD_PACKAGE for structure, UNSAFE_PATH for names.
  * The listing is columnar (typed arrays plus one string array) so a million entries cost a few
@@ -18,9 +23,11 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { isVhfsError, VhfsError } from '../util/errors.js';
+import { relativePathBytesProblem } from '../util/path-rules.js';
 import { crc32 } from './crc32.js';
 import {
   CENTRAL_HEADER_SIZE,
+  CHUNK_TABLE_COMMENT,
   EOCD_SIZE,
   EXTRA_TIMESTAMP,
   EXTRA_UNICODE_PATH,
@@ -49,8 +56,26 @@ import {
   u16,
   u32,
 } from './format.js';
-import { isDirectoryName, nameProblem, quoteName } from './names.js';
+import {
+  CHUNK_TABLE_NAME,
+  isChunkTableName,
+  isDirectoryName,
+  isReservedName,
+  quoteName,
+  RESERVED_NAME_PROBLEM,
+} from './entry-names.js';
 import type { RandomAccessSource } from './source.js';
+
+/** Where a part's chunk hash table lies (docs/vhpkgzip.md, "Chunk hash table"). */
+export interface ChunkTableLocation {
+  /** Absolute offset of the serialized table (the member's data) in the package. */
+  offset: number;
+  length: number;
+  /** The table member's CRC-32 from the central directory. */
+  crc32: number;
+  /** Bytes of the package the table must cover, from offset 0: all before the table member's local header. */
+  covered: number;
+}
 
 export interface PackageListing {
   /** The package name given to the reader, for messages. */
@@ -66,6 +91,8 @@ export interface PackageListing {
   sizes: Float64Array;
   crc32s: Uint32Array;
   mtimesMs: Float64Array;
+  /** The chunk hash table, when the package has one (vhfs wrote it); never one of the `paths`. */
+  chunkTable: ChunkTableLocation | undefined;
   /** Bytes and ranged reads the listing cost. */
   bytesRead: number;
   reads: number;
@@ -76,7 +103,6 @@ const TAIL_BYTES = MAX_COMMENT + 1 + EOCD_SIZE + ZIP64_LOCATOR_SIZE + ZIP64_EOCD
 const BATCH_MAX_BYTES = 8 << 20;
 const BATCH_MAX_GAP = 64 << 10;
 const LOCAL_EXTRA_SLACK = 1024;
-const VERIFY_CHUNK = 4 << 20;
 const SLASH = 0x2f;
 
 /** List the members of the zip in `source`; `name` (the package's name or URI) prefixes every error. */
@@ -85,32 +111,16 @@ export async function readPackageListing(source: RandomAccessSource, name: strin
   const end = await locateCentralDirectory(io);
   const cd = await io.readCached(end.cdOffset, end.cdSize);
   const parsed = parseCentralDirectory(io, cd, end);
+  if (end.claimsTable && parsed.listing.chunkTable === undefined) {
+    throw io.bad('its comment says it ends with a chunk hash table, but its last central record is not one (corrupt central directory?)');
+  }
   if (parsed.foreign.length > 0) await resolveLocalHeaders(io, cd, parsed, end.cdOffset);
   checkOverlaps(io, parsed);
+  checkCoveredByTable(io, parsed.listing);
   checkTree(io, parsed.listing.paths, parsed.sortedUnique);
   parsed.listing.bytesRead = io.bytesRead;
   parsed.listing.reads = io.reads;
   return parsed.listing;
-}
-
-/** Read member `index`'s data and check it against the CRC-32 in the listing (INTEGRITY if not). */
-export async function verifyMember(source: RandomAccessSource, listing: PackageListing, index: number): Promise<void> {
-  if (!Number.isInteger(index) || index < 0 || index >= listing.count) {
-    throw new VhfsError('BAD_ARGUMENT', `${listing.name}: no member #${index} (the package has ${listing.count})`);
-  }
-  const offset = listing.dataOffsets[index];
-  const size = listing.sizes[index];
-  let crc = 0;
-  for (let pos = 0; pos < size; pos += VERIFY_CHUNK) {
-    crc = crc32(await source.read(offset + pos, Math.min(VERIFY_CHUNK, size - pos)), crc);
-  }
-  const want = listing.crc32s[index];
-  if (crc !== want) {
-    const hex = (v: number): string => v.toString(16).padStart(8, '0');
-    const entry = quoteName(listing.paths[index]);
-    const what = `CRC-32 ${hex(crc)}, central directory says ${hex(want)}`;
-    throw new VhfsError('INTEGRITY', `${listing.name}: entry ${entry}: ${what}`);
-  }
 }
 
 // ---- I/O and errors -----------------------------------------------------------------------------
@@ -182,6 +192,8 @@ interface CentralDirectoryLocation {
   count: number;
   cdOffset: number;
   cdSize: number;
+  /** The archive comment says the part ends with a chunk hash table (CHUNK_TABLE_COMMENT). */
+  claimsTable?: boolean;
 }
 
 async function locateCentralDirectory(io: Io): Promise<CentralDirectoryLocation> {
@@ -207,7 +219,8 @@ async function locateCentralDirectory(io: Io): Promise<CentralDirectoryLocation>
     throw io.bad(`central directory of ${loc.cdSize} bytes cannot hold the ${loc.count} entries the end record claims`);
   }
   if (loc.cdSize > bufferConstants.MAX_LENGTH) throw io.bad(`central directory of ${loc.cdSize} bytes is too large`);
-  return { count: loc.count, cdOffset: loc.cdOffset, cdSize: loc.cdSize };
+  const claimsTable = tail.subarray(at + EOCD_SIZE).equals(CHUNK_TABLE_COMMENT);
+  return { count: loc.count, cdOffset: loc.cdOffset, cdSize: loc.cdSize, claimsTable };
 }
 
 /** Scan back for the EOCD signature whose comment length ends exactly at the end of the file. */
@@ -296,6 +309,7 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
     sizes: new Float64Array(cap),
     crc32s: new Uint32Array(cap),
     mtimesMs: new Float64Array(cap),
+    chunkTable: undefined,
     bytesRead: 0,
     reads: 0,
   };
@@ -311,6 +325,9 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
     if (u32(cd, p) !== SIG_CENTRAL) {
       throw io.bad(`central directory record #${i} at offset ${loc.cdOffset + p} has a bad signature`);
     }
+    if (listing.chunkTable !== undefined) {
+      throw io.bad(`central directory record #${i} follows the chunk hash table's, which must be the last`);
+    }
     const flags = u16(cd, p + 8);
     const nameStart = p + CENTRAL_HEADER_SIZE;
     const nameEnd = nameStart + u16(cd, p + 28);
@@ -323,13 +340,16 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
       p = recordEnd;
       continue;
     }
+    const isTable = isChunkTableName(cd, nameStart, nameEnd);
     const utf8 = (flags & FLAG_UTF8) !== 0;
     const ascii = !utf8 && isAscii(cd, nameStart, nameEnd);
     let path = decodeName(cd, nameStart, nameEnd, utf8 || !ascii);
+    let latin1 = false;
     if (path === undefined) {
       const shown = decode(cd, nameStart, nameEnd, false);
       if (utf8) throw io.badEntry(shown, 'name is flagged UTF-8 but is not valid UTF-8');
       path = shown;
+      latin1 = true;
     }
     ex.size = u32(cd, p + 24);
     ex.lho = u32(cd, p + 42);
@@ -337,17 +357,26 @@ function parseCentralDirectory(io: Io, cd: Buffer, loc: CentralDirectoryLocation
     ex.mtimeMs = NaN;
     ex.unicodeName = undefined;
     parseExtras(io, cd, p, nameStart, nameEnd, extraEnd, path, ex);
+    if (isTable) {
+      checkMember(io, cd, p, CHUNK_TABLE_NAME, flags, ex, nameEnd - nameStart, loc.cdOffset);
+      if (ex.dataOffset < 0) throw io.badEntry(CHUNK_TABLE_NAME, 'chunk hash table has no data offset (VH extra field)');
+      listing.chunkTable = { offset: ex.dataOffset, length: ex.size, crc32: u32(cd, p + 16), covered: ex.lho };
+      p = recordEnd;
+      continue;
+    }
     let checkBytes = cd;
     let checkStart = nameStart;
     let checkEnd = nameEnd;
-    if (ex.unicodeName !== undefined) {
-      path = ex.unicodeName;
+    if (ex.unicodeName !== undefined || latin1) {
+      // The served name is this string: check its UTF-8 bytes, not the record's.
+      if (ex.unicodeName !== undefined) path = ex.unicodeName;
       checkBytes = Buffer.from(path);
       checkStart = 0;
       checkEnd = checkBytes.length;
     }
-    const problem = nameProblem(checkBytes, checkStart, checkEnd);
-    if (problem !== undefined) throw io.unsafe(path, problem);
+    const problem = relativePathBytesProblem(checkBytes, checkStart, checkEnd);
+    if (problem !== undefined) throw io.unsafe(path, `the path ${problem}`);
+    if (isReservedName(checkBytes, checkStart, checkEnd)) throw io.unsafe(path, `the name ${RESERVED_NAME_PROBLEM}`);
     checkMember(io, cd, p, path, flags, ex, nameEnd - nameStart, loc.cdOffset);
     if (order.sorted) {
       const bijective = ex.unicodeName === undefined && (utf8 || ascii);
@@ -646,6 +675,22 @@ function checkOverlaps(io: Io, parsed: Parsed): void {
     const b = order === undefined ? k : order[k];
     if (dataOffsets[a] + sizes[a] > lhos[b]) {
       throw io.badEntry(paths[b], `overlaps the data of entry ${quoteName(paths[a])}`);
+    }
+  }
+}
+
+/**
+ * Every member's data lies before the chunk hash table's local header, i.e. within the bytes the table
+ * covers: otherwise a block of it could be served without any check the table promises.
+ */
+function checkCoveredByTable(io: Io, listing: PackageListing): void {
+  const table = listing.chunkTable;
+  if (table === undefined) return;
+  const { dataOffsets, sizes, paths, count } = listing;
+  for (let k = 0; k < count; k++) {
+    if (dataOffsets[k] + sizes[k] > table.covered) {
+      const what = `data [${dataOffsets[k]}, +${sizes[k]}) runs past the chunk hash table's local header at ${table.covered}`;
+      throw io.badEntry(paths[k], what);
     }
   }
 }

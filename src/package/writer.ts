@@ -13,6 +13,12 @@
  * 100 bytes a member) and is written at the end of each part, followed by ZIP64 end records only
  * when a count, size or offset overflows the classic fields.
  *
+ * Integrity: every byte pushed into a part also feeds a ChunkHasher (src/util/chunk-hashes.ts), and
+ * when the part closes its chunk hash table (a CRC-32 of every 64 KiB of the part so far) becomes the
+ * part's last member, `.vhpkgzip/chunk-hashes`, stored with its CRC known up front, and the archive
+ * comment says the part has one. A reader can then verify any chunk-aligned range of the part on its
+ * own (docs/vhpkgzip.md, "Chunk hash table").
+ *
  * Parts: when `maxPartSize` is set and the next member would push the current part past it, the
  * part is finished (a complete zip on its own) and a new one opened via `openPart`. Only the caller
  * knows when the total is final, so the writer reports parts and the caller names them afterwards
@@ -20,10 +26,13 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { ChunkHasher, chunkTableBytes } from '../util/chunk-hashes.js';
 import { VhfsError } from '../util/errors.js';
+import { relativePathProblem } from '../util/path-rules.js';
 import { crc32 } from './crc32.js';
 import {
   CENTRAL_HEADER_SIZE,
+  CHUNK_TABLE_COMMENT,
   DATA_ALIGNMENT,
   EOCD_SIZE,
   EXTRA_ALIGNMENT,
@@ -52,7 +61,7 @@ import {
   writeI64,
   writeU64,
 } from './format.js';
-import { isDirectoryName, nameProblem, quoteName } from './names.js';
+import { CHUNK_TABLE_NAME, isReservedName, quoteName, RESERVED_NAME_PROBLEM } from './entry-names.js';
 
 export type EntryBody = Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
@@ -83,6 +92,11 @@ export interface WritePackageOptions {
   defaultMtime?: Date;
   /** Prefix for error messages, e.g. the package's future name or the version URI. */
   name?: string;
+  /**
+   * End each part with its chunk hash table (default true). Off only to produce what another zip tool
+   * would, e.g. to test how such packages are served.
+   */
+  chunkHashes?: boolean;
 }
 
 export interface PackagePart {
@@ -95,6 +109,8 @@ export interface PackagePart {
   lastPath: string;
   /** Whether the part needed ZIP64 end records. */
   zip64: boolean;
+  /** Where the part's chunk hash table member's data lies (absent with `chunkHashes: false`). */
+  chunkTable?: { offset: number; length: number };
 }
 
 const DEFAULT_MTIME_MS = Date.UTC(1980, 0, 1);
@@ -144,6 +160,8 @@ interface OpenPart {
   part: number;
   sink: PartSink;
   cd: ChunkList;
+  /** Hashes every byte pushed into the part, for its chunk hash table; undefined when there is none. */
+  hasher: ChunkHasher | undefined;
   entries: number;
   firstPath: string;
   lastPath: string;
@@ -232,14 +250,10 @@ class PackageWriter {
   }
 
   private checkName(path: string): Buffer {
+    const problem = relativePathProblem(path);
+    if (problem !== undefined) throw this.fail('UNSAFE_PATH', path, `the path ${problem}`);
     const name = Buffer.from(path, 'utf8');
-    if (name.toString('utf8') !== path) throw this.fail('UNSAFE_PATH', path, 'not valid Unicode (lone surrogate)');
-    if (name.length > MAX_U16) throw this.fail('UNSAFE_PATH', path, 'name longer than 65535 bytes');
-    if (isDirectoryName(name, 0, name.length)) {
-      throw this.fail('UNSAFE_PATH', path, 'ends in "/": packages store files only');
-    }
-    const problem = nameProblem(name, 0, name.length);
-    if (problem !== undefined) throw this.fail('UNSAFE_PATH', path, problem);
+    if (isReservedName(name, 0, name.length)) throw this.fail('UNSAFE_PATH', path, `the name ${RESERVED_NAME_PROBLEM}`);
     if (this.prevName !== undefined) {
       const order = Buffer.compare(this.prevName, name);
       if (order === 0) throw this.fail('UNSAFE_PATH', path, 'duplicate path');
@@ -280,8 +294,9 @@ class PackageWriter {
   private async openNext(): Promise<OpenPart> {
     const part = this.parts.length + 1;
     const stream = await this.opts.openPart(part);
-    const sink = new PartSink(stream, `${this.label}: part ${part}`);
-    this.current = { part, sink, cd: new ChunkList(), entries: 0, firstPath: '', lastPath: '' };
+    const hasher = this.opts.chunkHashes === false ? undefined : new ChunkHasher();
+    const sink = new PartSink(stream, `${this.label}: part ${part}`, hasher);
+    this.current = { part, sink, cd: new ChunkList(), hasher, entries: 0, firstPath: '', lastPath: '' };
     return this.current;
   }
 
@@ -289,11 +304,13 @@ class PackageWriter {
     const cur = this.current;
     if (cur === undefined) return;
     const { sink, cd } = cur;
+    const chunkTable = cur.hasher === undefined ? undefined : await this.writeChunkTable(cur, cur.hasher);
+    const records = cur.entries + (chunkTable === undefined ? 0 : 1);
     const cdOffset = sink.offset;
     for (const chunk of cd.take()) await sink.push(chunk);
-    const zip64 = cur.entries >= MAX_U16 || cdOffset >= MAX_U32 || cd.length >= MAX_U32;
-    if (zip64) await sink.push(encodeZip64End(cur.entries, cd.length, cdOffset, sink.offset));
-    await sink.push(encodeEnd(cur.entries, cd.length, cdOffset));
+    const zip64 = records >= MAX_U16 || cdOffset >= MAX_U32 || cd.length >= MAX_U32;
+    if (zip64) await sink.push(encodeZip64End(records, cd.length, cdOffset, sink.offset));
+    await sink.push(encodeEnd(records, cd.length, cdOffset, chunkTable === undefined ? undefined : CHUNK_TABLE_COMMENT));
     await sink.close();
     this.current = undefined;
     this.parts.push({
@@ -303,8 +320,27 @@ class PackageWriter {
       firstPath: cur.firstPath,
       lastPath: cur.lastPath,
       zip64,
+      ...(chunkTable === undefined ? {} : { chunkTable }),
     });
     this.doneBytes += sink.offset;
+  }
+
+  /**
+   * The part's last member: the chunk hash table of every byte before its own local header. Its size
+   * and CRC are known before it is written, so it needs no data descriptor.
+   */
+  private async writeChunkTable(part: OpenPart, hasher: ChunkHasher): Promise<{ offset: number; length: number }> {
+    const { sink } = part;
+    const lho = sink.offset;
+    sink.stopHashing();
+    const table = hasher.finish();
+    const crc = crc32(table);
+    const member = chunkTableMember(table.length, crc);
+    await sink.push(encodeLocalHeader(member, lho));
+    const offset = sink.offset;
+    await sink.push(table);
+    appendCentralRecord(part.cd, member, crc, lho, offset);
+    return { offset, length: table.length };
   }
 
   /** Stream the member's bytes into the part, counting and CRC-ing them on the way. */
@@ -342,6 +378,25 @@ class PackageWriter {
     this.lastProgress = bytes;
     cb(bytes, this.doneEntries);
   }
+}
+
+const CHUNK_TABLE_NAME_BYTES = Buffer.from(CHUNK_TABLE_NAME);
+
+/** The chunk hash table laid out as a member: stored, CRC known, the fixed default mtime. */
+function chunkTableMember(size: number, crc: number): Member {
+  const dos = toDosDateTime(DEFAULT_MTIME_MS);
+  return {
+    path: CHUNK_TABLE_NAME,
+    name: CHUNK_TABLE_NAME_BYTES,
+    size,
+    mtimeMs: DEFAULT_MTIME_MS,
+    dosTime: dos.time,
+    dosDate: dos.date,
+    knownCrc: crc,
+    bigSize: false, // 4 bytes per 64 KiB: 4 GiB of table would cover 64 PiB
+    descriptor: false,
+    hasTimestamp: true,
+  };
 }
 
 function isPrefix(prefix: Buffer, name: Buffer): boolean {
@@ -391,18 +446,20 @@ function centralRecordLength(member: Member, lho: number): number {
   );
 }
 
-/** Size of the part if `member` were added and the part then closed (end records at their largest). */
+/**
+ * Size of the part if `member` were added and the part then closed: its chunk hash table member laid out
+ * exactly as it would be, and end records at their largest.
+ */
 function projectedSize(part: OpenPart, member: Member): number {
   const lho = part.sink.offset;
-  return (
-    lho +
-    localHeaderLength(member, lho) +
-    member.size +
-    descriptorLength(member) +
-    part.cd.length +
-    centralRecordLength(member, lho) +
-    MAX_END_RECORDS
-  );
+  const afterMember = lho + localHeaderLength(member, lho) + member.size + descriptorLength(member);
+  let table = 0;
+  if (part.hasher !== undefined) {
+    const tableMember = chunkTableMember(chunkTableBytes(afterMember), 0);
+    table = localHeaderLength(tableMember, afterMember) + tableMember.size + centralRecordLength(tableMember, afterMember);
+  }
+  const comment = part.hasher === undefined ? 0 : CHUNK_TABLE_COMMENT.length;
+  return afterMember + part.cd.length + centralRecordLength(member, lho) + table + MAX_END_RECORDS + comment;
 }
 
 // ---- encoders -----------------------------------------------------------------------------------
@@ -539,8 +596,10 @@ function encodeZip64End(entries: number, cdSize: number, cdOffset: number, at: n
   return b;
 }
 
-function encodeEnd(entries: number, cdSize: number, cdOffset: number): Buffer {
-  const b = Buffer.alloc(EOCD_SIZE);
+function encodeEnd(entries: number, cdSize: number, cdOffset: number, comment = Buffer.alloc(0)): Buffer {
+  const b = Buffer.alloc(EOCD_SIZE + comment.length);
+  b.writeUInt16LE(comment.length, 20);
+  comment.copy(b, EOCD_SIZE);
   b.writeUInt32LE(SIG_EOCD, 0);
   b.writeUInt16LE(Math.min(entries, MAX_U16), 8);
   b.writeUInt16LE(Math.min(entries, MAX_U16), 10);
@@ -592,13 +651,20 @@ class PartSink {
   constructor(
     private readonly stream: Writable,
     private readonly label: string,
+    /** Sees every byte of the part, in order, until `stopHashing`. */
+    private hasher: ChunkHasher | undefined,
   ) {
     stream.on('error', (err: Error) => {
       this.failure ??= err;
     });
   }
 
+  stopHashing(): void {
+    this.hasher = undefined;
+  }
+
   async push(chunk: Uint8Array): Promise<void> {
+    this.hasher?.update(chunk);
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     this.offset += chunk.length;

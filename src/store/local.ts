@@ -33,6 +33,7 @@ import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { VhfsError } from '../util/errors.js';
+import { relativePathProblem } from '../util/path-rules.js';
 import {
   newStoreStats,
   type ListOptions,
@@ -603,17 +604,11 @@ export class LocalDirStore implements ObjectStore {
 
 // ---- pure helpers ----
 
-/** Why `key` is not a valid object key, or undefined if it is. */
+/** Why `key` is not a valid object key (the relative-path rules of src/util/path-rules.ts, and not under .tmp/), or undefined. */
 export function keyProblem(key: string): string | undefined {
-  if (key === '') return 'empty';
-  if (key.includes('\0')) return 'contains NUL';
-  if (key.startsWith('/')) return 'starts with /';
-  const segs = key.split('/');
-  for (const s of segs) {
-    if (s === '') return 'has an empty segment';
-    if (s === '.' || s === '..') return `has a "${s}" segment`;
-  }
-  if (segs[0] === TMP_DIR) return `${TMP_DIR}/ is reserved for uploads in progress`;
+  const bad = relativePathProblem(key);
+  if (bad) return bad;
+  if (key === TMP_DIR || key.startsWith(`${TMP_DIR}/`)) return `${TMP_DIR}/ is reserved for uploads in progress`;
   return undefined;
 }
 

@@ -95,8 +95,11 @@ export interface ObjectRef {
 
 /** What an immutable object's bytes can be checked against (see src/cache/block-cache.ts for how). */
 export interface ObjectIntegrity {
-  /** A chunk table (src/util/chunk-hashes.ts) covering the object: where to read it, in the same store. */
-  chunkTable?: { key: string; offset: number; length: number };
+  /**
+   * A chunk table (src/util/chunk-hashes.ts) covering the object: where to read it (in the same store), and
+   * what its container records of it (its CRC-32 and the bytes it covers), so a damaged table is caught too.
+   */
+  chunkTable?: { key: string; offset: number; length: number; crc32: number; covered: number };
   /** SHA-256 (hex) of the whole object: a content-addressed blob. */
   sha256?: string;
   /** The index's per-file CRC-32 values are the members' CRC-32s (a zip package). */

@@ -1,4 +1,5 @@
-// Wildcard patterns for store keys and local paths (spec §1.4, §1.6).
+// Wildcard patterns for store keys and local paths (Valohai input wildcards and `keep-directories`;
+// README.md, "URI forms").
 //
 // Grammar — a pattern is a `/`-separated key in which `*` is the only special character:
 //   `*`   matches any run of characters except `/` (zero or more): one path level;
@@ -21,7 +22,7 @@
 //   `listPrefix`   — the literal text before the first `*` (`foo/ba*` → `foo/ba`): the narrowest
 //                    prefix to list the store with;
 //   `wildcardRoot` — that prefix cut after its last `/` (`foo/ba*` → `foo/`): what
-//                    `keep-directories: suffix` strips (spec §1.6).
+//                    `keep-directories: suffix` strips (valohai.yaml input option).
 // Folder-marker keys (ending in `/`) are the resolver's to skip; the matcher treats keys as text.
 
 /** One token of a compiled pattern. */
@@ -51,8 +52,9 @@ export function listPrefix(pattern: string): string {
 }
 
 /**
- * The prefix up to and including the last `/` before the first `*` (spec §1.6); `''` when the first
- * `*` is in the first segment. For a pattern without wildcards, the part up to its last `/`.
+ * The prefix up to and including the last `/` before the first `*` (what Valohai's `keep-directories:
+ * suffix` strips); `''` when the first `*` is in the first segment. For a pattern without wildcards,
+ * the part up to its last `/`.
  */
 export function wildcardRoot(pattern: string): string {
   const prefix = listPrefix(pattern);

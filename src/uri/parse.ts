@@ -1,4 +1,5 @@
-// Input URIs → typed `ParsedUri` (spec §1.3–§1.5).
+// Input URIs → typed `ParsedUri`: the URI kinds, wildcards and parameters of Valohai's valohai.yaml
+// inputs (README.md, "URI forms").
 //
 // Grammar (the scheme is matched case-insensitively; everything after it is case-sensitive):
 //   datum://<uuid>                       a datum by id (any 8-4-4-4-12 hex UUID; stored lower-cased)
@@ -163,8 +164,9 @@ export function redact(uri: string): string {
 }
 
 /**
- * Replace every `{parameter:<name>}` in `uri` with the parameter's value (spec §1.4). An unknown name,
- * or an empty or unterminated reference, is a BAD_URI error naming the URI and the known parameters.
+ * Replace every `{parameter:<name>}` in `uri` with the parameter's value, as Valohai does in
+ * valohai.yaml input URIs. An unknown name, or an empty or unterminated reference, is a BAD_URI error
+ * naming the URI and the known parameters.
  */
 export function interpolateParameters(uri: string, params: Readonly<Record<string, string | number | boolean>>): string {
   const broken = /\{parameter:(?:\}|[^}]*$)/.exec(uri);

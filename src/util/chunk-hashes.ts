@@ -127,6 +127,26 @@ export class ChunkTable {
     return new ChunkTable(chunkSize, length, Buffer.from(buf.subarray(HEADER_BYTES)));
   }
 
+  /**
+   * Parse a table read from where a package's central directory says it is, checking it against what the
+   * directory records: its length, its CRC-32 (INTEGRITY: the table itself was damaged) and the bytes it
+   * covers (BAD_PACKAGE). `label` (the package or object) prefixes every error.
+   */
+  static parseRecorded(buf: Buffer, recorded: { length: number; crc32: number; covered: number }, label: string): ChunkTable {
+    if (buf.length !== recorded.length) {
+      throw new VhfsError('BAD_ARGUMENT', `${label}: chunk hash table is ${recorded.length} bytes, got ${buf.length}`);
+    }
+    const crc = crc32(buf);
+    if (crc !== recorded.crc32) {
+      throw new VhfsError('INTEGRITY', `${label}: chunk hash table: CRC-32 ${hex8(crc)}, central directory says ${hex8(recorded.crc32)}`);
+    }
+    const table = ChunkTable.parse(buf, label);
+    if (table.covered !== recorded.covered) {
+      throw new VhfsError('BAD_PACKAGE', `${label}: chunk hash table covers ${table.covered} bytes but its member starts at ${recorded.covered} (package changed after it was written?)`);
+    }
+    return table;
+  }
+
   /** Whether `[offset, offset+length)` can be checked on its own: chunk-aligned and within the covered bytes. */
   covers(offset: number, length: number): boolean {
     const end = offset + length;
@@ -151,6 +171,10 @@ export class ChunkTable {
     }
     return undefined;
   }
+}
+
+function hex8(n: number): string {
+  return n.toString(16).padStart(8, '0');
 }
 
 function checkChunkSize(size: number): void {

@@ -10,7 +10,6 @@
 import { randomBytes } from 'node:crypto';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const UUID7_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 
 let lastMs = -1;
 let counter = 0;
@@ -36,13 +35,4 @@ export function uuidv7(nowMs: number = Date.now()): string {
 /** Any RFC 9562 UUID in canonical 8-4-4-4-12 hex form (datum ids from other tools may be v4). */
 export function isUuid(s: string): boolean {
   return UUID_RE.test(s);
-}
-
-export function isUuidV7(s: string): boolean {
-  return UUID7_RE.test(s);
-}
-
-/** Milliseconds since the epoch encoded in a UUIDv7. */
-export function uuidv7Time(id: string): number {
-  return parseInt(id.replace(/-/g, '').slice(0, 12), 16);
 }

@@ -34,7 +34,7 @@ async function packageOf(sizes: number[], opts: { table?: boolean } = {}) {
     h.update(data);
     const table = h.finish();
     await store.put('pkg.chunks', table);
-    source.integrity!.chunkTable = { key: 'pkg.chunks', offset: 0, length: table.length };
+    source.integrity!.chunkTable = { key: 'pkg.chunks', offset: 0, length: table.length, crc32: crc32(table), covered: data.length };
   }
   store.stats.puts = 0;
   store.stats.bytesWritten = 0;

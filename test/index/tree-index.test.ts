@@ -90,8 +90,8 @@ test('bad trees are rejected naming the label and the path', (t) => {
     [['a', 'a'], 'duplicate path "a"'],
     [['a', 'a/b'], '"a" is both a file and a directory'],
     [['../x'], '".." segment'],
-    [['/abs'], 'absolute path'],
-    [['a//b'], 'empty path segment'],
+    [['/abs'], 'is absolute'],
+    [['a//b'], 'empty segment'],
     [['a\0b'], 'NUL'],
   ] as Array<[string[], string]>) {
     const err = t.throws(() => build(paths, 'dataset://d/v'));

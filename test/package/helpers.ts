@@ -249,9 +249,69 @@ export function buildRawZip(entries: RawEntry[], comment = Buffer.alloc(0)): Buf
   return Buffer.concat([...locals, cd, eocd, comment]);
 }
 
-/** Offsets of the end records in a zip buffer (no comment assumed). */
+/** Offset of the EOCD: the last signature whose comment ends exactly at the end of the buffer. */
+export function eocdOffset(zip: Buffer): number {
+  for (let p = zip.length - 22; p >= 0; p--) {
+    if (zip.readUInt32LE(p) === 0x06054b50 && p + 22 + zip.readUInt16LE(p + 20) === zip.length) return p;
+  }
+  throw new Error('no EOCD');
+}
+
+/** Offsets of the end records in a zip buffer. */
 export function endRecords(zip: Buffer): { eocd: number; cdOffset: number; cdSize: number; zip64: boolean } {
-  const eocd = zip.length - 22;
+  const eocd = eocdOffset(zip);
   const zip64 = eocd >= 20 && zip.readUInt32LE(eocd - 20) === 0x07064b50;
   return { eocd, cdOffset: zip.readUInt32LE(eocd + 16), cdSize: zip.readUInt32LE(eocd + 12), zip64 };
+}
+
+/** Offsets of each central record in a zip without a comment. */
+export function centralRecords(zip: Buffer): number[] {
+  const end = endRecords(zip);
+  let cdOffset = end.cdOffset;
+  if (end.zip64) cdOffset = Number(zip.readBigUInt64LE(Number(zip.readBigUInt64LE(end.eocd - 20 + 8)) + 48));
+  const out: number[] = [];
+  for (let p = cdOffset; zip.readUInt32LE(p) === 0x02014b50; ) {
+    out.push(p);
+    p += 46 + zip.readUInt16LE(p + 28) + zip.readUInt16LE(p + 30) + zip.readUInt16LE(p + 32);
+  }
+  return out;
+}
+
+/** Offset of extra field `id` in central record at `rec`. */
+export function centralExtra(zip: Buffer, rec: number, id: number): number {
+  const n = zip.readUInt16LE(rec + 28);
+  const e = zip.readUInt16LE(rec + 30);
+  for (let q = rec + 46 + n; q < rec + 46 + n + e; q += 4 + zip.readUInt16LE(q + 2)) {
+    if (zip.readUInt16LE(q) === id) return q;
+  }
+  throw new Error(`no extra 0x${id.toString(16)}`);
+}
+
+/**
+ * Replace the classic EOCD with ZIP64 end record + locator + saturated EOCD (keeping the comment);
+ * returns their offsets.
+ */
+export function toZip64End(zip: Buffer): { zip: Buffer; z64: number; locator: number; eocd: number } {
+  const { eocd, cdOffset, cdSize } = endRecords(zip);
+  const comment = zip.subarray(eocd + 22);
+  const count = zip.readUInt16LE(eocd + 10);
+  const tail = Buffer.alloc(56 + 20 + 22);
+  tail.writeUInt32LE(0x06064b50, 0);
+  tail.writeBigUInt64LE(44n, 4);
+  tail.writeUInt16LE(45, 12);
+  tail.writeUInt16LE(45, 14);
+  tail.writeBigUInt64LE(BigInt(count), 24);
+  tail.writeBigUInt64LE(BigInt(count), 32);
+  tail.writeBigUInt64LE(BigInt(cdSize), 40);
+  tail.writeBigUInt64LE(BigInt(cdOffset), 48);
+  tail.writeUInt32LE(0x07064b50, 56);
+  tail.writeBigUInt64LE(BigInt(eocd), 64);
+  tail.writeUInt32LE(1, 72);
+  tail.writeUInt32LE(0x06054b50, 76);
+  tail.writeUInt16LE(0xffff, 84);
+  tail.writeUInt16LE(0xffff, 86);
+  tail.writeUInt32LE(0xffffffff, 88);
+  tail.writeUInt32LE(0xffffffff, 92);
+  tail.writeUInt16LE(comment.length, 96);
+  return { zip: Buffer.concat([zip.subarray(0, eocd), tail, comment]), z64: eocd, locator: eocd + 56, eocd: eocd + 76 };
 }

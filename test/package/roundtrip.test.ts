@@ -3,8 +3,12 @@ import { readFileSync, statSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { isVhfsError } from '../../src/util/errors.js';
 import { crc32 } from '../../src/package/crc32.js';
-import { packagePartName, parsePackagePartName } from '../../src/package/naming.js';
-import { readPackageListing, verifyMember, type PackageListing } from '../../src/package/reader.js';
+import { packagePartName, parsePackagePartName } from '../../src/package/part-names.js';
+import { CHUNK_TABLE_NAME } from '../../src/package/entry-names.js';
+import { CHUNK_TABLE_COMMENT } from '../../src/package/format.js';
+import { readPackageListing, type PackageListing } from '../../src/package/reader.js';
+import { loadChunkTable, readChunkTable, verifyMember, verifyPackage } from '../../src/package/verify.js';
+import { ChunkHasher, chunkTableBytes } from '../../src/util/chunk-hashes.js';
 import { bufferSource, fileSource } from '../../src/package/source.js';
 import { writePackage, type PackageEntry } from '../../src/package/writer.js';
 import {
@@ -82,11 +86,12 @@ async function assertListingMatches(
   }
 }
 
+/** unzip -t, zipinfo and Python's testzip accept the part: `count` files plus the chunk hash table member. */
 function checkExternalTools(t: import('ava').ExecutionContext, file: string, count: number): void {
   t.regex(run('unzip', ['-t', file]), /No errors detected/);
   const zi = run('zipinfo', ['-t', file]);
-  t.regex(zi, new RegExp(`^${count} files?,`, 'm'));
-  t.is(pythonTestzip(file), count);
+  t.regex(zi, new RegExp(`^${count + 1} files?,`, 'm'));
+  t.is(pythonTestzip(file), count + 1);
 }
 
 test('round trip: a few hundred files, aligned data, equal bytes, external tools and yauzl agree', async (t) => {
@@ -100,23 +105,48 @@ test('round trip: a few hundred files, aligned data, equal bytes, external tools
   t.is(parts.length, 1);
   t.like(parts[0], { part: 1, entries: 300, firstPath: files[0].path, lastPath: files[299].path, zip64: false });
   t.is(parts[0].size, statSync(paths[0]).size);
-  t.deepEqual(progress.at(-1), [parts[0].size - tailBytes(paths[0]), 300]);
   const listing = await assertListingMatches(t, paths[0], files);
-  t.is(listing.reads, 1, "central directory lies inside the tail read");
+  const table = listing.chunkTable!;
+  t.deepEqual(parts[0].chunkTable, { offset: table.offset, length: table.length });
+  // Progress counts the last user member's bytes; the table member is written when the part closes.
+  t.deepEqual(progress.at(-1), [table.covered, 300]);
+  t.is(listing.reads, 1, 'central directory lies inside the tail read');
   checkExternalTools(t, paths[0], 300);
   const y = await yauzlList(paths[0]);
+  const bytes = readFileSync(paths[0]);
+  const tableBytes = bytes.subarray(table.offset, table.offset + table.length);
   t.deepEqual(
     y.map((e) => [e.name, e.size, e.crc32]),
-    files.map((f) => [f.path, f.data.length, crc32(f.data)]),
+    [...files.map((f) => [f.path, f.data.length, crc32(f.data)]), [CHUNK_TABLE_NAME, table.length, crc32(tableBytes)]],
   );
 });
 
-/** Bytes after the last member: central directory and end records (not reported as progress). */
-function tailBytes(file: string): number {
-  const buf = readFileSync(file);
-  const end = endRecords(buf);
-  return buf.length - end.cdOffset;
-}
+test('each part ends with a chunk hash table of every byte before it', async (t) => {
+  const tmp = tempDir();
+  t.teardown(tmp.cleanup);
+  const files = fixtures(80, 4);
+  const { parts, files: paths } = await writeToDir(entriesOf(files), tmp.dir, { maxPartSize: 2_000_000 });
+  t.true(parts.length >= 2, `${parts.length} parts`);
+  for (const [i, part] of parts.entries()) {
+    const bytes = readFileSync(paths[i]);
+    const src = bufferSource(bytes);
+    const listing = await readPackageListing(src, paths[i]);
+    const location = listing.chunkTable!;
+    t.false(listing.paths.includes(CHUNK_TABLE_NAME), 'the table is not a file');
+    t.deepEqual(part.chunkTable, { offset: location.offset, length: location.length });
+    // The table is the last member: its local header starts right where its coverage ends.
+    t.is(bytes.readUInt32LE(location.covered), 0x04034b50);
+    t.is(bytes.toString('utf8', location.covered + 30, location.covered + 30 + CHUNK_TABLE_NAME.length), CHUNK_TABLE_NAME);
+    t.is(location.length, chunkTableBytes(location.covered));
+    const expected = new ChunkHasher();
+    expected.update(bytes.subarray(0, location.covered));
+    t.true(bytes.subarray(location.offset, location.offset + location.length).equals(expected.finish()));
+    const table = await readChunkTable(src, location, paths[i]);
+    t.is(table.covered, location.covered);
+    t.is(await loadChunkTable(src, listing), await loadChunkTable(src, listing), 'loaded once per listing');
+    await verifyPackage(src, listing);
+  }
+});
 
 test('small archives carry no ZIP64 records or fields', async (t) => {
   const files = fixtures(50, 2);
@@ -171,10 +201,15 @@ test('empty package: one part, a valid empty zip', async (t) => {
   const tmp = tempDir();
   t.teardown(tmp.cleanup);
   const { parts, files } = await writeToDir([], tmp.dir);
-  t.deepEqual(parts, [{ part: 1, entries: 0, size: 22, firstPath: '', lastPath: '', zip64: false }]);
+  // Local header (30 + 22-byte name + 9-byte UT extra), the 24-byte table of zero chunks, its central
+  // record (46 + 22 + 9 + 20-byte VH extra) and the EOCD with its comment.
+  t.deepEqual(parts, [{ part: 1, entries: 0, size: 61 + 24 + 97 + 22 + CHUNK_TABLE_COMMENT.length, firstPath: '', lastPath: '', zip64: false, chunkTable: { offset: 61, length: 24 } }]);
   const listing = await readPackageListing(bufferSource(readFileSync(files[0])), 'empty');
   t.is(listing.count, 0);
-  t.is(pythonTestzip(files[0]), 0);
+  t.deepEqual(listing.chunkTable, { offset: 61, length: 24, covered: 0, crc32: listing.chunkTable!.crc32 });
+  t.is(pythonTestzip(files[0]), 1);
+  const bare = await writeToDir([], tmp.dir, { chunkHashes: false });
+  t.deepEqual(bare.parts, [{ part: 1, entries: 0, size: 22, firstPath: '', lastPath: '', zip64: false }]);
 });
 
 test('supplied CRC: no data descriptor, still verified', async (t) => {
@@ -196,16 +231,14 @@ test('writer rejects bad input with one-line VhfsErrors naming the entry', async
   const cases: Array<[PackageEntry[], string, RegExp]> = [
     [[e('b'), e('a')], 'UNSAFE_PATH', /entry "a": out of order after "b"/],
     [[e('a'), e('a')], 'UNSAFE_PATH', /entry "a": duplicate path/],
-    [[e('/abs')], 'UNSAFE_PATH', /entry "\/abs": absolute path/],
-    [[e('C:/x')], 'UNSAFE_PATH', /drive letter/],
-    [[e('a/../b')], 'UNSAFE_PATH', /"\.\." path segment/],
-    [[e('a/./b')], 'UNSAFE_PATH', /"\." path segment/],
-    [[e('a//b')], 'UNSAFE_PATH', /empty path segment/],
-    [[e('a\\b')], 'UNSAFE_PATH', /backslash/],
-    [[e('a\0b')], 'UNSAFE_PATH', /entry "a\\u0000b": NUL/],
-    [[e('dir/')], 'UNSAFE_PATH', /files only/],
-    [[e('')], 'UNSAFE_PATH', /empty name/],
+    // every path rule goes through the writer in test/util/path-rules.test.ts; these check the message
+    [[e('/abs')], 'UNSAFE_PATH', /entry "\/abs": the path is absolute$/],
+    [[e('a\0b')], 'UNSAFE_PATH', /entry "a\\u0000b": the path contains NUL$/],
+    [[e('dir/')], 'UNSAFE_PATH', /entry "dir\/": the path ends with "\/" \(a folder, not a file\)$/],
     [[e('a\ud800')], 'UNSAFE_PATH', /lone surrogate/],
+    [[e('.vhpkgzip')], 'UNSAFE_PATH', /entry "\.vhpkgzip": the name is reserved for package metadata/],
+    [[e('.vhpkgzip/chunk-hashes')], 'UNSAFE_PATH', /entry "\.vhpkgzip\/chunk-hashes": the name is reserved/],
+    [[e('.vhpkgzip/other')], 'UNSAFE_PATH', /entry "\.vhpkgzip\/other": the name is reserved/],
     [[e('a'), e('a-b'), e('a/c')], 'UNSAFE_PATH', /entry "a\/c": "a" is both a file and a directory/],
     [[{ ...e('a', 5), size: 4 }], 'INTEGRITY', /entry "a": data stream yielded more than the declared 4 bytes/],
     [[{ ...e('a', 5), size: 6 }], 'INTEGRITY', /entry "a": data stream yielded 5 bytes, declared 6/],
