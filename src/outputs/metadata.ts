@@ -19,7 +19,7 @@
  */
 import path from 'node:path';
 import { NAME_RE } from '../catalog/store-records.js';
-import { unsafePathReason } from '../index/tree-index.js';
+import { relativePathProblem } from '../util/path-rules.js';
 import { parseUri } from '../uri/parse.js';
 import { describeError } from '../util/errors.js';
 
@@ -197,8 +197,8 @@ function normaliseFile(file: string, outputsDir: string | undefined): string | {
   let p = file;
   if (outputsDir && p.startsWith(`${path.resolve(outputsDir)}/`)) p = p.slice(path.resolve(outputsDir).length + 1);
   while (p.startsWith('./')) p = p.slice(2);
-  const bad = unsafePathReason(p);
-  return bad ? { problem: `is not a path inside outputs/ (${bad})` } : p;
+  const bad = relativePathProblem(p);
+  return bad ? { problem: `is not a path inside outputs/ (the path ${bad})` } : p;
 }
 
 function applyStatement(meta: FileMetadata, s: Statement, warn: (line: string) => void): void {

@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs, type BigIntStats } from 'node:fs';
 import path from 'node:path';
-import { unsafePathReason } from '../index/tree-index.js';
+import { relativePathProblem } from '../util/path-rules.js';
 import { compareNames } from '../util/utf8-order.js';
 
 export const JOURNAL_FILE = 'journal.sqlite';
@@ -119,15 +119,21 @@ export async function pruneEmptyDirs(dir: string): Promise<void> {
 }
 
 /**
- * The datum name for an output path: the path itself, unless the catalog or a package could not carry
- * it; then each offending character is percent-encoded (`a\b` → `a%5Cb`) and the reason is returned.
- * FUSE never hands us empty, `.` or `..` segments or NUL, so a backslash is what this meets in practice.
+ * The datum name for an output path: the path itself, unless it breaks the path rules every catalog path
+ * and package entry follows (util/path-rules.ts); then what breaks them is percent-encoded (`a\b` → `a%5Cb`,
+ * `C:x` → `C%3Ax`) and the reason is returned. FUSE never hands us empty, `.` or `..` segments, NUL or
+ * names over 255 bytes, so a backslash or a leading drive letter is what this meets in practice; anything
+ * else it cannot repair gets a name derived from the path's hash.
  */
 export function datumNameFor(p: string): { name: string; reason?: string } {
-  const reason = unsafePathReason(p);
+  const reason = relativePathProblem(p);
   if (!reason) return { name: p };
-  const name = p.replace(/[\\\0]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
-  return { name, reason };
+  const encode = (c: string) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`;
+  let name = (p as unknown as { toWellFormed(): string }).toWellFormed()
+    .replace(/[\\\0]/g, encode)
+    .replace(/^([A-Za-z]):/, (_, drive: string) => `${drive}${encode(':')}`);
+  if (relativePathProblem(name)) name = `unsafe-name-${createHash('sha256').update(p).digest('hex').slice(0, 16)}`;
+  return { name, reason: `the path ${reason}` };
 }
 
 /** What identifies one content of a file without reading it: inode, size, mtime and ctime in ns. */

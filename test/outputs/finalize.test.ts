@@ -139,7 +139,7 @@ test('bad input never costs an output: unknown from, existing version, conflicti
   t.regex(warnings, /valohai\.metadata\.jsonl line 1: dataset:\/\/ds\/v9 not created: dataset:\/\/ds\/nope: no dataset "ds"/);
   t.regex(warnings, /valohai\.metadata\.jsonl line 2: dataset:\/\/taken\/v1 not created: .*already exists/);
   t.regex(warnings, /datum alias "dup" is claimed by 2 outputs/);
-  t.regex(warnings, /"back\\slash\.txt" is unsafe as a datum name \(contains a backslash\); uploaded as "back%5Cslash\.txt"/);
+  t.regex(warnings, /"back\\slash\.txt" is unsafe as a datum name \(the path contains a backslash\); uploaded as "back%5Cslash\.txt"/);
   t.regex(warnings, /broken\.json\.metadata\.json: not valid JSON/);
   t.regex(warnings, /link-out: symlink points outside outputs\/ \(\/etc\/hostname\); not uploaded/);
   t.regex(warnings, /link-dangling: symlink is dangling \(nowhere\); not uploaded/);

@@ -63,8 +63,10 @@ test('a run changes owner only by compare-and-swap; a dead or recycled pid is no
   t.true(j.run(run.id)!.packaging);
 });
 
-test('datum names: paths are kept; what a package cannot carry is percent-encoded', (t) => {
+test('datum names: paths are kept; what the path rules refuse is percent-encoded', (t) => {
   t.deepEqual(datumNameFor('models/best.pkl'), { name: 'models/best.pkl' });
-  t.deepEqual(datumNameFor('a\\b'), { name: 'a%5Cb', reason: 'contains a backslash' });
-  t.deepEqual(datumNameFor('spaces and ünïcödé/ok'), { name: 'spaces and ünïcödé/ok' });
+  t.deepEqual(datumNameFor('spaces and ünïcödé/ok:fine'), { name: 'spaces and ünïcödé/ok:fine' });
+  t.deepEqual(datumNameFor('a\\b'), { name: 'a%5Cb', reason: 'the path contains a backslash' });
+  t.deepEqual(datumNameFor('C:data/x'), { name: 'C%3Adata/x', reason: 'the path is absolute (starts with a drive letter)' });
+  t.is(datumNameFor('x/\ud800y').name, 'x/\ufffdy');
 });
