@@ -86,7 +86,8 @@ export async function mountOutputs(opts: OutputsMountOptions): Promise<OutputsMo
   const producer = opts.producer ?? (await loadExecutionIdentity({
     ...(opts.executionFile ? { executionFile: opts.executionFile } : {}), env, warn: log,
   }));
-  await fs.mkdir(staging.dir, { recursive: true });
+  // Private, like the daemon's run and log directories: it holds the job's outputs until they are uploaded.
+  await fs.mkdir(staging.dir, { recursive: true, mode: 0o700 });
   const journal = Journal.open(staging.journalFile);
   let session: OutputsSession | undefined;
   let fuse: Fuse | undefined;
