@@ -108,7 +108,9 @@ export function outputsOps(session: OutputsSession): Ops {
     },
 
     statfs(_p, cb) {
-      fs.statfs(session.treeDir, (err, s) => {
+      // The staging area, not the run's tree: the tree of a run being finalized at unmount is deleted
+      // while the mount is still up, and the daemon's own statfs is how it recognises its mount then.
+      fs.statfs(session.stagingDir, (err, s) => {
         if (err) return cb(errno(err));
         cb(0, {
           bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,

@@ -106,6 +106,11 @@ export class OutputsSession {
     return this.tree;
   }
 
+  /** The staging area's root (exists for as long as the session). */
+  get stagingDir(): string {
+    return this.opts.staging.dir;
+  }
+
   /** Modifications are accepted (false while a finalize runs). */
   get writable(): boolean {
     return !this.frozen && !this.closed;
