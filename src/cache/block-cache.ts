@@ -21,7 +21,7 @@
  *  - a chunk table (vhfs packages, large blobs): each fetched block is checked chunk by chunk (CRC-32 per
  *    64 KiB); the table itself is read once per source, lazily;
  *  - a member CRC-32 (zip packages): an extent is checked against its member's CRC; with no chunk table,
- *    a read that delivers a whole member from blocks is checked the same way before it is delivered;
+ *    a member read from blocks is checked whole (up to 64 MiB) before any part of it is delivered;
  *  - a whole-object SHA-256 (a content-addressed blob): checked when the blob is fetched whole.
  * A mismatch is INTEGRITY, naming the object and range; the data is never cached. What cannot be checked
  * (a local file, the middle of a large member of a package written by another tool) is served as read:
@@ -39,12 +39,17 @@ import { ChunkTable } from '../util/chunk-hashes.js';
 import { DEFAULTS } from '../config/options.js';
 import { MemoryTier } from './memory.js';
 import { getRangeWithin } from '../store/deadline.js';
+import { mapLimit } from '../util/concurrency.js';
 import { FetchQueue, Priority } from './fetch-queue.js';
 
 /** A persistent tier of whole, verified blocks, keyed by (source name, block size, block number). */
 export interface BlockDisk {
   get(source: string, blockSize: number, block: number): Promise<Buffer | undefined>;
   put(source: string, blockSize: number, block: number, data: Buffer): Promise<void>;
+  /** Whether the block is there, without reading it (background filling skips what is). */
+  has?(source: string, blockSize: number, block: number): Promise<boolean>;
+  /** `length` bytes at `offset` inside a block that is there, or undefined (a small file's few KiB of a block). */
+  getRange?(source: string, blockSize: number, block: number, offset: number, length: number): Promise<Buffer | undefined>;
 }
 
 /** The file (zip member or blob) a read belongs to: its extent in the source, and its CRC-32 if known. */
@@ -62,6 +67,11 @@ export interface BlockCacheOptions {
   blockSize?: number;
   memoryBytes?: number;
   disk?: BlockDisk;
+  /**
+   * Use the disk tier for sources in local directory stores too (default false: reading a local store
+   * again costs what reading the disk tier would).
+   */
+  diskForLocal?: boolean;
   fetchTimeoutMs?: number;
   /** Largest readahead window in bytes (0: none). Independent of the block size. */
   readaheadBytes?: number;
@@ -91,7 +101,20 @@ export interface BlockCacheStats {
   verifiedBytes: number;
   uncheckedBytes: number;
   integrityFailures: number;
+  /** Blocks fetched by background filling. */
+  fillBlocks: number;
 }
+
+/**
+ * Members up to this size, in packages without a chunk table, are checked whole against their CRC-32 before
+ * any part is served; larger ones are served unchecked (fetching gigabytes before the first byte is no way
+ * to serve a file), which docs/SEMANTICS.md says.
+ */
+const MEMBER_CHECK_MAX = 64 * 1024 * 1024;
+
+/** Random reads of a remote source after which it is filled in the background; runs fetched at once then. */
+const FILL_AFTER_RANDOM_READS = 16;
+const FILL_PARALLEL = 4;
 
 /** Per source (one ObjectRef object of an index): its cache key prefix, access pattern and chunk table. */
 interface SourceState {
@@ -103,13 +126,18 @@ interface SourceState {
   window: number;
   aheadUntil: number;
   table?: Promise<ChunkTable | undefined>;
+  /** Starts of members checked whole against their CRC-32 (sources without a chunk table). */
+  checkedMembers: Set<number>;
+  /** Reads that were not sequential; past a threshold a remote source is filled in the background. */
+  randomReads: number;
+  fill?: Promise<void>;
 }
 
 export class BlockCache {
   readonly blockSize: number;
   readonly stats: BlockCacheStats = {
     memoryHits: 0, diskHits: 0, storeFetches: 0, storeBlocks: 0, extentFetches: 0, readaheadBlocks: 0, waits: 0,
-    verifiedBytes: 0, uncheckedBytes: 0, integrityFailures: 0,
+    verifiedBytes: 0, uncheckedBytes: 0, integrityFailures: 0, fillBlocks: 0,
   };
   private readonly store: ObjectStore;
   private readonly storeFor: (url: string) => ObjectStore;
@@ -119,6 +147,7 @@ export class BlockCache {
   private readonly states = new WeakMap<ObjectRef, SourceState>();
   private readonly queues = new Map<string, FetchQueue>();
   private readonly disk?: BlockDisk;
+  private readonly diskForLocal: boolean;
   private readonly fetchTimeoutMs: number;
   private readonly maxReadahead: number;
   private readonly runBlocks: number;
@@ -126,6 +155,7 @@ export class BlockCache {
   private readonly extentMax: number;
   private readonly warn: (message: string) => void;
   private readonly readaheadLimit?: (source: ObjectRef) => number | undefined;
+  private closed = false;
 
   constructor(opts: BlockCacheOptions) {
     this.store = opts.store;
@@ -136,6 +166,7 @@ export class BlockCache {
     }
     this.memory = new MemoryTier(Math.max(opts.memoryBytes ?? DEFAULTS.memoryBytes, this.blockSize * 4));
     this.disk = opts.disk;
+    this.diskForLocal = opts.diskForLocal ?? false;
     this.fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs;
     this.maxReadahead = Math.floor((opts.readaheadBytes ?? DEFAULTS.readaheadBytes) / this.blockSize);
     this.runBlocks = Math.max(1, Math.floor((opts.runBytes ?? 2 * 1024 * 1024) / this.blockSize));
@@ -167,10 +198,17 @@ export class BlockCache {
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
     for (let b = first; b <= last; b++) if (!this.memory.has(blockKey(st, b))) return -1;
+    if (file && this.memberUnchecked(source, st, file)) {
+      const mFirst = Math.floor(file.start / bs);
+      const mLast = Math.floor((file.start + file.size - 1) / bs);
+      for (let b = mFirst; b <= mLast; b++) if (!this.memory.has(blockKey(st, b))) return -1;
+      const memberBlocks: Buffer[] = [];
+      for (let b = mFirst; b <= mLast; b++) memberBlocks.push(this.memory.get(blockKey(st, b))!);
+      if (!this.checkMember(st, file, mFirst, memberBlocks)) return -1; // read() fetches again, and reports
+    }
     const blocks: Buffer[] = [];
     for (let b = first; b <= last; b++) blocks.push(this.memory.get(blockKey(st, b))!);
-    const n = this.copyOut(source, st, blocks, first, offset, end, dst, file);
-    if (n < 0) return -1;
+    const n = this.copyOut(st, blocks, first, offset, end, dst);
     this.stats.memoryHits++;
     this.noteAccess(source, st, offset, end);
     return n;
@@ -183,6 +221,7 @@ export class BlockCache {
     const end = Math.min(offset + length, source.size);
     const st = this.state(source);
     return this.withDeadline(source, offset, end, async () => {
+      if (!this.isSequential(st, offset)) this.noteRandomRead(source, st);
       if (file && file.size > 0 && file.size <= this.extentMax && !this.isSequential(st, file.start)) {
         const data = await this.extent(source, st, file);
         const n = data.copy(dst, 0, offset - file.start, end - file.start);
@@ -191,14 +230,32 @@ export class BlockCache {
         return n;
       }
       const bs = this.blockSize;
-      const first = Math.floor(offset / bs);
-      const last = Math.floor((end - 1) / bs);
+      let first = Math.floor(offset / bs);
+      let last = Math.floor((end - 1) / bs);
+      // A member that only its CRC-32 can vouch for is checked whole before any part of it is served.
+      const whole = file !== undefined && this.memberUnchecked(source, st, file);
+      if (whole) {
+        first = Math.min(first, Math.floor(file.start / bs));
+        last = Math.max(last, Math.floor((file.start + file.size - 1) / bs));
+      }
       const blocks = await this.getBlocks(source, st, first, last, Priority.Reader);
-      const n = this.copyOut(source, st, blocks, first, offset, end, dst, file);
-      if (n < 0) throw this.mismatch(source, file!.start, file!.start + file!.size, 'its CRC-32');
+      if (whole && this.memberUnchecked(source, st, file)) {
+        const mFirst = Math.floor(file.start / bs);
+        const mLast = Math.floor((file.start + file.size - 1) / bs);
+        if (!this.checkMember(st, file, mFirst, blocks.slice(mFirst - first, mLast - first + 1))) {
+          throw this.mismatch(source, file.start, file.start + file.size, 'its CRC-32');
+        }
+      }
+      const from = Math.floor(offset / bs);
+      const n = this.copyOut(st, blocks.slice(from - first, Math.floor((end - 1) / bs) - first + 1), from, offset, end, dst);
       this.noteAccess(source, st, offset, end);
       return n;
     });
+  }
+
+  /** Stop background work (filling); reads still work. */
+  close(): void {
+    this.closed = true;
   }
 
   /** Drop every cached block of memory (tests, and `vhfs cache drop`). Disk blocks stay. */
@@ -216,44 +273,48 @@ export class BlockCache {
 
   // ---------------------------------------------------------------------------------------- serving
 
-  /**
-   * Copy [offset, end) out of `blocks` (starting at block `first`) into `dst` and account the delivery.
-   * When the read delivers a whole member whose CRC-32 is known and the source has no chunk table (so the
-   * blocks were not checked when fetched), the member is checked first; -1 on a mismatch.
-   */
-  private copyOut(source: ObjectRef, st: SourceState, blocks: Buffer[], first: number, offset: number, end: number, dst: Buffer, file?: FileExtent): number {
+  /** Copy [offset, end) out of `blocks` (starting at block `first`) into `dst` and account the delivery. */
+  private copyOut(st: SourceState, blocks: Buffer[], first: number, offset: number, end: number, dst: Buffer): number {
     const bs = this.blockSize;
     const last = first + blocks.length - 1;
-    const checkMember = file !== undefined && file.crc32 !== undefined && source.integrity?.memberCrc32 === true
-      && source.integrity.chunkTable === undefined && offset <= file.start && end >= file.start + file.size;
-    let crc = 0;
     let copied = 0;
-    for (let b = first; b <= last; b++) {
-      const block = blocks[b - first];
-      const from = b === first ? offset - b * bs : 0;
-      const to = b === last ? end - b * bs : block.length;
-      if (checkMember) {
-        const mFrom = Math.max(from, file.start - b * bs);
-        const mTo = Math.min(to, file.start + file.size - b * bs);
-        if (mTo > mFrom) crc = crc32(block.subarray(mFrom, mTo), crc);
-      }
-      copied += block.copy(dst, copied, from, to);
-    }
-    if (checkMember) {
-      if (crc !== file.crc32) {
-        // Unchecked blocks hold the bad bytes somewhere: drop them all, so a retry fetches them again.
-        for (let b = first; b <= last; b++) this.memory.delete(blockKey(st, b));
-        this.stats.integrityFailures++;
-        return -1;
-      }
-      this.stats.verifiedBytes += file.size;
-    }
     for (let b = first; b <= last; b++) {
       const from = b === first ? offset - b * bs : 0;
       const to = b === last ? end - b * bs : blocks[b - first].length;
+      copied += blocks[b - first].copy(dst, copied, from, to);
       this.memory.deliver(blockKey(st, b), to - from);
     }
     return copied;
+  }
+
+  /**
+   * Whether `file` is a member that must be checked whole against its CRC-32 before it is served from
+   * blocks: its source has member CRCs but no chunk table (so its blocks were not checked when fetched),
+   * it is small enough to check whole, and it has not been checked yet.
+   */
+  private memberUnchecked(source: ObjectRef, st: SourceState, file: FileExtent): boolean {
+    return file.crc32 !== undefined && file.size > 0 && file.size <= MEMBER_CHECK_MAX && source.integrity?.memberCrc32 === true
+      && source.integrity.chunkTable === undefined && !st.checkedMembers.has(file.start);
+  }
+
+  /** Check a whole member held in `blocks` (from block `first`); a mismatch drops the blocks so a retry refetches them. */
+  private checkMember(st: SourceState, file: FileExtent, first: number, blocks: Buffer[]): boolean {
+    const bs = this.blockSize;
+    let crc = 0;
+    blocks.forEach((block, k) => {
+      const at = (first + k) * bs;
+      crc = crc32(block.subarray(Math.max(0, file.start - at), Math.min(block.length, file.start + file.size - at)), crc);
+    });
+    if (crc !== file.crc32) {
+      for (let k = 0; k < blocks.length; k++) this.memory.delete(blockKey(st, first + k));
+      this.stats.integrityFailures++;
+      return false;
+    }
+    // Forgetting which members were checked only costs checking them again.
+    if (st.checkedMembers.size >= 100_000) st.checkedMembers.clear();
+    st.checkedMembers.add(file.start);
+    this.stats.verifiedBytes += file.size;
+    return true;
   }
 
   private isSequential(st: SourceState, start: number): boolean {
@@ -281,13 +342,37 @@ export class BlockCache {
       pending.promote();
       return pending.promise;
     }
-    this.stats.extentFetches++;
     const job = this.queue(source).run(Priority.Reader, async () => {
-      const data = await this.fetch(source, file.start, file.size);
+      const data = (await this.extentFromDisk(source, st, file)) ?? (this.stats.extentFetches++, await this.fetch(source, file.start, file.size));
       await this.checkExtent(source, st, file, data);
       return data;
     });
     return this.track(key, file.size, job, (data) => this.memory.set(key, data));
+  }
+
+  /**
+   * A member from the disk tier when all of it is there, else undefined. Only the member's own bytes are
+   * read from each block (a 10 KiB file does not cost a 256 KiB read); the caller checks them as an extent.
+   */
+  private async extentFromDisk(source: ObjectRef, st: SourceState, file: FileExtent): Promise<Buffer | undefined> {
+    const disk = this.diskFor(source);
+    if (!disk) return undefined;
+    const bs = this.blockSize;
+    const first = Math.floor(file.start / bs);
+    const last = Math.floor((file.start + file.size - 1) / bs);
+    const parts = await Promise.all(Array.from({ length: last - first + 1 }, (_, k) => {
+      const b = first + k;
+      const from = Math.max(file.start, b * bs) - b * bs;
+      const to = Math.min(file.start + file.size, (b + 1) * bs) - b * bs;
+      const read = disk.getRange
+        ? disk.getRange(st.id, bs, b, from, to - from)
+        : disk.get(st.id, bs, b).then((block) => block?.subarray(from, to));
+      return read.catch(() => undefined);
+    }));
+    if (!parts.every((p) => p !== undefined && p.length > 0)) return undefined;
+    this.stats.diskHits += parts.length;
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts as Buffer[]);
+    return data.length === file.size ? data : undefined;
   }
 
   private async checkExtent(source: ObjectRef, st: SourceState, file: FileExtent, data: Buffer): Promise<void> {
@@ -338,18 +423,18 @@ export class BlockCache {
   }
 
   /** Start fetching `blocks` (sorted, none cached or in flight): runs of consecutive blocks, one ranged GET per run. */
-  private fetchBlocks(source: ObjectRef, st: SourceState, blocks: number[], priority: Priority): Array<Promise<Buffer>> {
+  private fetchBlocks(source: ObjectRef, st: SourceState, blocks: number[], priority: Priority, toMemory = true): Array<Promise<Buffer>> {
     const promises: Array<Promise<Buffer>> = [];
     let runStart = 0;
     for (let k = 1; k <= blocks.length; k++) {
       if (k < blocks.length && blocks[k] === blocks[k - 1] + 1 && k - runStart < this.runBlocks) continue;
-      promises.push(...this.fetchRun(source, st, blocks[runStart], blocks[k - 1], priority));
+      promises.push(...this.fetchRun(source, st, blocks[runStart], blocks[k - 1], priority, toMemory));
       runStart = k;
     }
     return promises;
   }
 
-  private fetchRun(source: ObjectRef, st: SourceState, first: number, last: number, priority: Priority): Array<Promise<Buffer>> {
+  private fetchRun(source: ObjectRef, st: SourceState, first: number, last: number, priority: Priority, toMemory: boolean): Array<Promise<Buffer>> {
     const bs = this.blockSize;
     const bytes = Math.min((last + 1) * bs, source.size) - first * bs;
     const job = this.queue(source).run(priority, () => this.loadRun(source, st, first, last));
@@ -357,7 +442,7 @@ export class BlockCache {
     for (let b = first; b <= last; b++) {
       const key = blockKey(st, b);
       const share = { promise: job.promise.then((blocks) => blocks[b - first]), promote: job.promote };
-      promises.push(this.track(key, b === first ? bytes : 0, share, (buf) => this.memory.set(key, buf)));
+      promises.push(this.track(key, b === first ? bytes : 0, share, toMemory ? (buf) => this.memory.set(key, buf) : () => undefined));
     }
     return promises;
   }
@@ -375,9 +460,10 @@ export class BlockCache {
 
   private async loadRun(source: ObjectRef, st: SourceState, first: number, last: number): Promise<Buffer[]> {
     const bs = this.blockSize;
-    if (this.disk) {
+    const disk = this.diskFor(source);
+    if (disk) {
       const fromDisk = await Promise.all(
-        Array.from({ length: last - first + 1 }, (_, k) => this.disk!.get(st.id, bs, first + k).catch(() => undefined)),
+        Array.from({ length: last - first + 1 }, (_, k) => disk.get(st.id, bs, first + k).catch(() => undefined)),
       );
       if (fromDisk.every((b) => b !== undefined)) {
         // The disk tier is trusted no more than the store: blocks are checked again as they come back.
@@ -396,8 +482,7 @@ export class BlockCache {
     const blocks: Buffer[] = [];
     for (let b = first; b <= last; b++) blocks.push(data.subarray((b - first) * bs, Math.min((b - first + 1) * bs, data.length)));
     await this.checkBlocks(source, st, first, blocks);
-    if (this.disk) {
-      const disk = this.disk;
+    if (disk) {
       blocks.forEach((buf, k) => {
         disk.put(st.id, bs, first + k, buf).catch((err: unknown) => this.warn(`block cache: could not write block ${first + k} of ${source.key} to disk: ${String(err)}`));
       });
@@ -434,7 +519,7 @@ export class BlockCache {
   private state(source: ObjectRef): SourceState {
     let st = this.states.get(source);
     if (!st) {
-      st = { id: `${source.store ?? this.store.url}/${source.key}`, lastEnd: -1, lastBlock: -1, window: 0, aheadUntil: -1 };
+      st = { id: `${source.store ?? this.store.url}/${source.key}`, lastEnd: -1, lastBlock: -1, window: 0, aheadUntil: -1, checkedMembers: new Set(), randomReads: 0 };
       this.states.set(source, st);
     }
     return st;
@@ -485,6 +570,48 @@ export class BlockCache {
 
   private mismatch(source: ObjectRef, start: number, end: number, against: string): VhfsError {
     return new VhfsError('INTEGRITY', `${this.storeOf(source).url}/${source.key}: bytes ${start}-${end - 1} do not match ${against} (corrupt or changed in the store); not served`);
+  }
+
+  private diskFor(source: ObjectRef): BlockDisk | undefined {
+    return this.disk && (this.diskForLocal || !this.storeOf(source).url.startsWith('file:')) ? this.disk : undefined;
+  }
+
+  // ------------------------------------------------------------------------------ background filling
+
+  /**
+   * A reader walking a remote source at random (a shuffled epoch over a package) pays a round trip per
+   * file. Past `FILL_AFTER_RANDOM_READS` such reads, the whole source is fetched into the disk tier in the
+   * background, in runs of `runBytes`, `FILL_PARALLEL` at a time, at the lowest priority of the fetch queue
+   * (a reader's miss always goes first); readers then find their files on disk. So a shuffled pass over a
+   * cold package costs about one download of it, not one round trip per file.
+   */
+  private noteRandomRead(source: ObjectRef, st: SourceState): void {
+    if (st.fill || this.closed || ++st.randomReads < FILL_AFTER_RANDOM_READS) return;
+    const disk = this.diskFor(source);
+    if (!disk || this.storeOf(source).url.startsWith('file:')) return;
+    st.fill = this.fill(source, st, disk).catch((err: unknown) =>
+      this.warn(`background filling of ${source.key} stopped: ${err instanceof Error ? err.message : String(err)}`));
+  }
+
+  private async fill(source: ObjectRef, st: SourceState, disk: BlockDisk): Promise<void> {
+    const bs = this.blockSize;
+    const lastBlock = Math.ceil(source.size / bs) - 1;
+    const runs: Array<[number, number]> = [];
+    for (let b = 0; b <= lastBlock; b += this.runBlocks) runs.push([b, Math.min(b + this.runBlocks - 1, lastBlock)]);
+    this.warn(`filling ${this.storeOf(source).url}/${source.key} (${source.size} bytes) in the background: its readers walk it at random`);
+    await mapLimit(runs, FILL_PARALLEL, async ([first, last]) => {
+      if (this.closed) return;
+      const wanted: number[] = [];
+      for (let b = first; b <= last; b++) {
+        const key = blockKey(st, b);
+        if (this.memory.has(key) || this.inflight.has(key)) continue;
+        if (disk.has ? await disk.has(st.id, bs, b).catch(() => false) : false) continue;
+        wanted.push(b);
+      }
+      if (wanted.length === 0) return;
+      this.stats.fillBlocks += wanted.length;
+      await Promise.all(this.fetchBlocks(source, st, wanted, Priority.Background, false));
+    });
   }
 
   // --------------------------------------------------------------------------------------- readahead

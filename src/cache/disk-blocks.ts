@@ -27,6 +27,27 @@ export class LocalBlockDisk implements BlockDisk {
     }
   }
 
+  async getRange(source: string, blockSize: number, block: number, offset: number, length: number): Promise<Buffer | undefined> {
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(this.blockPath(source, blockSize, block), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      const { bytesRead } = await fh.read(buf, 0, length, offset);
+      return bytesRead === length ? buf : undefined;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async has(source: string, blockSize: number, block: number): Promise<boolean> {
+    return fs.access(this.blockPath(source, blockSize, block)).then(() => true, () => false);
+  }
+
   async put(source: string, blockSize: number, block: number, data: Buffer): Promise<void> {
     const file = this.blockPath(source, blockSize, block);
     await fs.mkdir(path.dirname(file), { recursive: true });

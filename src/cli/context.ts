@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { Catalog } from '../catalog/catalog.js';
-import { openStore, type ObjectStore } from '../store/index.js';
+import { loadStoreSettings, openStore, type ObjectStore, type StoreSettings } from '../store/index.js';
 import { GLOBAL_OPTIONS, type OptionValues } from '../config/options.js';
 
 export type GlobalOptions = OptionValues<typeof GLOBAL_OPTIONS>;
@@ -22,6 +22,7 @@ export class Context {
   exitWhenDone = false;
   private catalogPromise?: Promise<Catalog>;
   private storeInstance?: ObjectStore;
+  private settingsInstance?: StoreSettings;
 
   constructor(readonly opts: GlobalOptions) {
     this.home = opts.home;
@@ -29,7 +30,12 @@ export class Context {
   }
 
   get store(): ObjectStore {
-    return (this.storeInstance ??= openStore(this.storeUrl));
+    return (this.storeInstance ??= openStore(this.storeUrl, { settings: this.storeSettings }));
+  }
+
+  /** Endpoints and regions of buckets: environment, then `<home>/stores.json` (docs/STORES.md). */
+  get storeSettings(): StoreSettings {
+    return (this.settingsInstance ??= loadStoreSettings({ home: this.home }));
   }
 
   get storeOpened(): boolean {

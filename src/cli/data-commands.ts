@@ -12,7 +12,7 @@ import { addOptions, optionValues, parseSize, READ_OPTIONS } from '../config/opt
 import { parseUri, type ParsedUri } from '../uri/parse.js';
 import { createVersion, listDirectory, DEFAULT_MAX_PACKAGE_SIZE } from '../catalog/create-version.js';
 import type { CollectionKind, DatumRecord, Producer } from '../catalog/types.js';
-import { InputResolver, type ResolvedInput } from '../inputs/resolve.js';
+import type { ResolvedInput } from '../inputs/resolve.js';
 import { ReadPath } from '../inputs/read-path.js';
 import type { KeepDirectories } from '../inputs/layout.js';
 import { castKeepDirectories } from '../inputs/config.js';
@@ -167,7 +167,7 @@ export function registerDataCommands(program: Command, run: Run): void {
     .action((uri: string, sub: string | undefined, o: { long?: boolean; recursive?: boolean; keepDirectories: string }) => run(async (ctx) => {
       const listing = /^(dataset|model):\/\/([^/]*)\/?$/.exec(uri);
       if (listing) return listCollections(ctx, listing[1] as CollectionKind, listing[2] || undefined);
-      const input = await resolveOne(ctx, uri, castKeepDirectories(o.keepDirectories, '--keep-directories'));
+      await withResolved(ctx, uri, castKeepDirectories(o.keepDirectories, '--keep-directories'), {}, async (input) => {
       const index = input.index;
       const ref = index.lookup(sub ?? '');
       if (ref === NOT_FOUND) throw new VhfsError('NOT_FOUND', `${uri}: no "${sub}" in it`);
@@ -189,6 +189,7 @@ export function registerDataCommands(program: Command, run: Run): void {
         }
       }
       output(ctx, rows, () => rows.map((r) => (o.long ? `${r.type === 'dir' ? '-' : String(r.size).padStart(12)}  ${r.mtime.padEnd(24)}  ${r.path}` : r.path)).join('\n'));
+      });
     }));
 
   const cat = program
@@ -200,9 +201,8 @@ export function registerDataCommands(program: Command, run: Run): void {
   addOptions(cat, CAT_OPTIONS);
   cat.action((uri: string, paths: string[], o: { output?: string } & Record<string, unknown>) => run(async (ctx) => {
       const read = optionValues(CAT_OPTIONS, o);
-      const input = await resolveOne(ctx, uri, 'full', read.fetchTimeout);
       const out = o.output ? createWriteStream(o.output) : process.stdout;
-      await catFiles(ctx, uri, input, paths, out, read);
+      await withResolved(ctx, uri, 'full', read, (input, reader, ends) => catFiles(uri, input, reader, ends, paths, out));
       if (o.output) await new Promise<void>((r, j) => (out as ReturnType<typeof createWriteStream>).end((e?: Error | null) => (e ? j(e) : r())));
     }));
 
@@ -328,17 +328,32 @@ async function listCollections(ctx: Context, kind: CollectionKind, name: string 
 /** The read options `vhfs cat` shares with the mount. */
 const CAT_OPTIONS = { blockSize: READ_OPTIONS.blockSize, fetchTimeout: READ_OPTIONS.fetchTimeout };
 
-async function resolveOne(ctx: Context, uri: string, keepDirectories: KeepDirectories, readTimeoutMs?: number): Promise<ResolvedInput> {
+/**
+ * Resolve `uri` as an input named after it, as the mount would, and run `fn` with it and a `ReadPath` to
+ * read it (closed afterwards). `ends` lets `fn` tell the cache where reading stops in each source.
+ */
+async function withResolved<T>(
+  ctx: Context, uri: string, keepDirectories: KeepDirectories, read: { blockSize?: number; fetchTimeout?: number },
+  fn: (input: ResolvedInput, reader: ReadPath, ends: Map<ObjectRef, number>) => Promise<T>,
+): Promise<T> {
   const parsed: ParsedUri = parseUri(uri);
-  const catalog = await ctx.catalog();
-  const resolver = new InputResolver({ catalog, cacheDir: ctx.cacheDir, log: (l) => ctx.debug(l), ...(readTimeoutMs ? { readTimeoutMs } : {}) });
-  return resolver.resolve({ name: uri, uris: [parsed], keepDirectories, optional: false, download: 'always' });
+  const ends = new Map<ObjectRef, number>();
+  const reader = new ReadPath({
+    catalog: await ctx.catalog(), cacheDir: ctx.cacheDir, diskCache: false, settings: ctx.storeSettings,
+    readaheadLimit: (s) => ends.get(s), log: (l) => ctx.debug(l),
+    ...(read.blockSize ? { blockSize: read.blockSize } : {}), ...(read.fetchTimeout ? { fetchTimeoutMs: read.fetchTimeout } : {}),
+  });
+  try {
+    const input = await reader.resolver.resolve({ name: uri, uris: [parsed], keepDirectories, optional: false, download: 'always' });
+    return await fn(input, reader, ends);
+  } finally {
+    await reader.close();
+  }
 }
 
 /** Stream the files at `paths` of a resolved URI (or its only file) to `out`, read exactly as the mount reads them. */
-export async function catFiles(
-  ctx: Context, uri: string, input: ResolvedInput, paths: readonly string[], out: NodeJS.WritableStream,
-  read: { blockSize?: number; fetchTimeout?: number } = {},
+async function catFiles(
+  uri: string, input: ResolvedInput, reader: ReadPath, ends: Map<ObjectRef, number>, paths: readonly string[], out: NodeJS.WritableStream,
 ): Promise<void> {
   const index = input.index;
   const refs: number[] = [];
@@ -354,26 +369,17 @@ export async function catFiles(
   }
   const a = index.arrays;
   // Readahead stops where the last requested byte of each source is: cat knows what it will read.
-  const ends = new Map<ObjectRef, number>();
   for (const ref of refs) {
     const source = index.sources[a.fileSource[ref]];
     ends.set(source, Math.max(ends.get(source) ?? 0, a.fileOffset[ref] + a.fileSize[ref]));
   }
-  const reader = new ReadPath({
-    catalog: await ctx.catalog(), cacheDir: ctx.cacheDir, diskCache: false, readaheadLimit: (s) => ends.get(s), log: (l) => ctx.debug(l),
-    ...(read.blockSize ? { blockSize: read.blockSize } : {}), ...(read.fetchTimeout ? { fetchTimeoutMs: read.fetchTimeout } : {}),
-  });
-  try {
-    const chunk = Buffer.alloc(reader.cache.blockSize);
-    for (const ref of refs) {
-      const size = a.fileSize[ref];
-      for (let pos = 0; pos < size; pos += chunk.length) {
-        const n = await reader.read(input, ref, pos, chunk.length, chunk);
-        if (!out.write(Buffer.from(chunk.subarray(0, n)))) await new Promise((r) => out.once('drain', r));
-      }
+  const chunk = Buffer.alloc(reader.cache.blockSize);
+  for (const ref of refs) {
+    const size = a.fileSize[ref];
+    for (let pos = 0; pos < size; pos += chunk.length) {
+      const n = await reader.read(input, ref, pos, chunk.length, chunk);
+      if (!out.write(Buffer.from(chunk.subarray(0, n)))) await new Promise((r) => out.once('drain', r));
     }
-  } finally {
-    await reader.close();
   }
 }
 

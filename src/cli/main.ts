@@ -28,6 +28,9 @@ export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promi
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // State under VHFS_HOME (blobs, catalog, logs, run files) is private: 0700 directories, 0600 files. What a
+  // job must read (mountpoints, inputs.json) is opened up explicitly (src/util/shared-dirs.ts).
+  process.umask(0o077);
   let exitCode = 0;
   let program: Command;
   let exitWhenDone = false;

@@ -112,7 +112,7 @@ async function serveMount(
       let mount: InputsMount | undefined;
       try {
         mount = o.outputsOnly ? undefined : await mountInputs({
-          mountpoint: paths.inputs, configDir: paths.config, specs, catalog, cacheDir: ctx.cacheDir,
+          mountpoint: paths.inputs, configDir: paths.config, specs, catalog, cacheDir: ctx.cacheDir, settings: ctx.storeSettings,
           blockSize: o.blockSize, memoryBytes: o.memory, readaheadBytes: o.readahead, fetchTimeoutMs: o.fetchTimeout,
           ...(o.diskCache !== undefined ? { diskCache: o.diskCache } : {}),
           force: Boolean(o.force), log,
@@ -144,7 +144,7 @@ async function serveMount(
         watch: [inputs.mountpoint, ...(outputs ? [outputs.mountpoint] : [])],
         ready: async () => {
           if (o.wait) {
-            const failures = await mount.inputsJson;
+            const failures = await inputs.inputsJson;
             if (failures.size > 0) {
               const first = failures.values().next().value;
               throw new VhfsError(isVhfsError(first) ? first.code : 'STORE',

@@ -26,11 +26,12 @@
  */
 import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readdir, readFile, readlink, realpath, stat, statfs, writeFile } from 'node:fs/promises';
+import { access, readdir, readFile, readlink, realpath, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import Fuse from 'fuse-native';
 import type { FuseOptions, Ops } from 'fuse-native';
 import { VhfsError } from '../util/errors.js';
+import { mkdirShared } from '../util/shared-dirs.js';
 
 /** One line of /proc/self/mountinfo (see proc(5)). */
 export interface MountInfo {
@@ -363,7 +364,7 @@ async function ensureDirectory(path: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw wrapFsError(err, path);
   }
-  await mkdir(path, { recursive: true }).catch((err) => { throw wrapFsError(err, path); });
+  await mkdirShared(path).catch((err) => { throw wrapFsError(err, path); });
   return true;
 }
 

@@ -13,14 +13,16 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import type { InputSet } from './input-set.js';
+import { mkdirShared, shareFile } from '../util/shared-dirs.js';
 
 export async function writeInputsJson(file: string, mountpoint: string, inputs: InputSet, failures: ReadonlyMap<string, string> = new Map()): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
+  await mkdirShared(path.dirname(file));
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     // pipeline() owns the stream's errors: an unwritable config dir rejects here instead of an unhandled
     // 'error' event that would take the whole mount down.
     await pipeline(Readable.from(batched(chunks(mountpoint, inputs, failures), 16 * 1024), { highWaterMark: 1 }), createWriteStream(tmp));
+    await shareFile(tmp);
     await fs.rename(tmp, file);
   } catch (err) {
     await fs.rm(tmp, { force: true }).catch(() => undefined);

@@ -11,10 +11,11 @@
 import type { Catalog } from '../catalog/catalog.js';
 import { BlockCache, type FileExtent } from '../cache/block-cache.js';
 import { LocalBlockDisk } from '../cache/disk-blocks.js';
-import type { ObjectRef, ObjectStore } from '../store/types.js';
+import type { ObjectRef, StoreSettings } from '../store/index.js';
 import { DEFAULTS } from '../config/options.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
-import { InputResolver, openSourceStore, type ResolvedInput } from './resolve.js';
+import { InputResolver, type ResolvedInput } from './resolve.js';
+import { SourceStores } from './source-stores.js';
 
 export interface ReadPathOptions {
   catalog: Catalog;
@@ -24,8 +25,10 @@ export interface ReadPathOptions {
   memoryBytes?: number;
   readaheadBytes?: number;
   fetchTimeoutMs?: number;
-  /** Keep fetched blocks on disk (default: only when the catalog's store is not a local directory). */
+  /** Keep fetched blocks on disk: true for every source, false never; default: sources in remote stores only. */
   diskCache?: boolean;
+  /** Endpoints and regions of buckets that object inputs name (environment, `<home>/stores.json`). */
+  settings?: StoreSettings;
   /** Readahead never goes past this offset of a source (`vhfs cat` knows what it will read). */
   readaheadLimit?: (source: ObjectRef) => number | undefined;
   log?: (line: string) => void;
@@ -34,21 +37,22 @@ export interface ReadPathOptions {
 export class ReadPath {
   readonly resolver: InputResolver;
   readonly cache: BlockCache;
-  private readonly sourceStores = new Map<string, ObjectStore>();
+  /** Stores that index sources name: bucket and https objects, local files. */
+  readonly stores: SourceStores;
 
   constructor(opts: ReadPathOptions) {
     const log = opts.log ?? (() => {});
     const store = opts.catalog.store;
-    this.resolver = new InputResolver({ catalog: opts.catalog, cacheDir: opts.cacheDir, readTimeoutMs: opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs, log });
-    const useDisk = opts.diskCache ?? !store.url.startsWith('file:');
+    this.stores = new SourceStores(opts.settings);
+    this.resolver = new InputResolver({ catalog: opts.catalog, cacheDir: opts.cacheDir, stores: this.stores, readTimeoutMs: opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs, log });
     this.cache = new BlockCache({
       store,
-      storeFor: (url) => this.sourceStore(url),
+      storeFor: (name) => this.stores.get(name),
       blockSize: opts.blockSize ?? DEFAULTS.blockSize,
       memoryBytes: opts.memoryBytes ?? DEFAULTS.memoryBytes,
       readaheadBytes: opts.readaheadBytes ?? DEFAULTS.readaheadBytes,
       fetchTimeoutMs: opts.fetchTimeoutMs ?? DEFAULTS.fetchTimeoutMs,
-      ...(useDisk ? { disk: new LocalBlockDisk(opts.cacheDir) } : {}),
+      ...(opts.diskCache !== false ? { disk: new LocalBlockDisk(opts.cacheDir), diskForLocal: opts.diskCache === true } : {}),
       ...(opts.readaheadLimit ? { readaheadLimit: opts.readaheadLimit } : {}),
       warn: log,
     });
@@ -76,9 +80,8 @@ export class ReadPath {
 
   /** Close the stores opened for index sources (the catalog's store belongs to the caller). */
   async close(): Promise<void> {
-    const stores = [...this.sourceStores.values()];
-    this.sourceStores.clear();
-    await Promise.all(stores.map((s) => s.close?.()));
+    this.cache.close();
+    await this.stores.close();
   }
 
   private range(input: ResolvedInput, file: number, position: number, length: number): { source: ObjectRef; offset: number; length: number; file: FileExtent } | undefined {
@@ -93,9 +96,4 @@ export class ReadPath {
     };
   }
 
-  private sourceStore(url: string): ObjectStore {
-    let s = this.sourceStores.get(url);
-    if (!s) this.sourceStores.set(url, (s = openSourceStore(url)));
-    return s;
-  }
 }

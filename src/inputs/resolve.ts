@@ -8,14 +8,16 @@
  *    kept whatever `keep-directories` says (see layout.ts).
  *  - `datum://`: one file, named by the datum's name through the layout rules.
  *  - local paths (with `*` / `**`): files on this host, read in place.
- *  - `s3://`, `gs://`, `az://`, `https://`: need the cloud store backends, which are not built yet; the
- *    error says so and names the URI.
+ *  - `s3://`, `gs://`, `az://`: objects of a bucket (its endpoint and region from the environment or
+ *    `<home>/stores.json`, credentials from the SDK's own chain), one key, or every key a wildcard matches
+ *    when the input is resolved, laid out by `keep-directories`; `https://`: one file, its credentials
+ *    kept in a session store (source-stores.ts) and masked everywhere it is shown.
  *
  * Persisted indexes. Once every URI has been pinned to immutable things (a version name, its package
  * datum ids, datum ids), the finished TreeIndex is saved under `<cacheDir>/indexes/<identity hash>.idx`.
  * A later mount that pins the same identity loads it (one file read) instead of reading package tails:
  * pinning itself needs only this host's SQLite, except an alias, whose pointer is read from the store
- * because it may have moved. Inputs with local paths are never persisted (local files can change).
+ * because it may have moved. Inputs with local paths or bucket objects are never persisted (those can change).
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -33,15 +35,9 @@ import type { InputSpec } from './config.js';
 import { displayUri, type ParsedUri, type LocalUri } from '../uri/parse.js';
 import { compileGlob } from '../uri/glob.js';
 import { VhfsError } from '../util/errors.js';
-import { openStore, type ObjectRef, type ObjectStore } from '../store/index.js';
+import type { ObjectInfo, ObjectRef, ObjectStore } from '../store/index.js';
+import { LOCAL_ROOT_STORE, SourceStores } from './source-stores.js';
 
-/** URL under which local-path inputs are read: a directory store rooted at `/`. */
-export const LOCAL_ROOT_STORE = 'file:///';
-
-/** The store an `ObjectRef.store` URL names (local-path inputs read through a store rooted at `/`). */
-export function openSourceStore(url: string): ObjectStore {
-  return openStore(url === LOCAL_ROOT_STORE ? '/' : url);
-}
 
 /** What `inputs.json` says of one file, before the mount's absolute path is known. */
 export interface InputFileInfo {
@@ -64,6 +60,8 @@ export interface ResolvedInput {
 
 export interface ResolverOptions {
   catalog: Catalog;
+  /** The stores object and https inputs are read from (shared with the reader). */
+  stores?: SourceStores;
   /** Each store read made while resolving (package tails and directories) answers within this or fails. */
   readTimeoutMs?: number;
   /** Where persisted indexes live (`<cacheDir>/indexes/`); none → always rebuild. */
@@ -78,15 +76,24 @@ interface LooseData {
   size: number;
   mtimeMs: number;
   datum?: DatumRecord;
+  /** The URI inputs.json gives a file that is not a datum (secrets masked). */
+  display?: string;
 }
 
 type Pinned =
   | { kind: 'version'; uri: string; collectionKind: CollectionKind; collection: string; version: string; packages: PackageRef[]; fileCount: number; ctimeMs: number }
   | { kind: 'datum'; uri: string; datum: DatumRecord }
-  | { kind: 'local'; uri: string; parsed: LocalUri };
+  | { kind: 'local'; uri: string; parsed: LocalUri }
+  /** Objects of a bucket (one, or what a wildcard matched when the input was resolved). */
+  | { kind: 'object'; uri: string; storeName: string; objects: ObjectInfo[]; wildcardRoot?: string }
+  | { kind: 'url'; uri: string; storeName: string; filename: string; object: ObjectInfo };
 
 export class InputResolver {
-  constructor(private readonly opts: ResolverOptions) {}
+  private readonly stores: SourceStores;
+
+  constructor(private readonly opts: ResolverOptions) {
+    this.stores = opts.stores ?? new SourceStores();
+  }
 
   async resolve(spec: InputSpec): Promise<ResolvedInput> {
     const pinned: Pinned[] = [];
@@ -124,15 +131,22 @@ export class InputResolver {
         return { kind: 'datum', uri: shown, datum: await this.opts.catalog.resolveDatumRef(uri.ref) };
       case 'local':
         return { kind: 'local', uri: shown, parsed: uri };
-      case 'object':
-        throw new VhfsError('UNSUPPORTED', `${shown}: ${uri.scheme}:// inputs need the ${uri.scheme === 'az' ? 'Azure Blob' : uri.scheme.toUpperCase()} store backend, which this build does not have yet`);
-      case 'https':
-        throw new VhfsError('UNSUPPORTED', `${shown}: ${uri.scheme}:// inputs are not supported by this build yet`);
+      case 'object': {
+        const { name, store } = this.stores.bucket(uri.scheme, uri.scheme === 'az' ? `${uri.account}/${uri.container}` : uri.bucket);
+        return { kind: 'object', uri: shown, storeName: name, objects: await listObjects(store, uri, shown), ...(uri.wildcardRoot !== undefined ? { wildcardRoot: uri.wildcardRoot } : {}) };
+      }
+      case 'https': {
+        const { name, store, key } = this.stores.httpObject(uri.url);
+        const info = await store.head(key);
+        if (!info) throw new VhfsError('NOT_FOUND', `${shown}: no such file (HTTP 404)`);
+        return { kind: 'url', uri: shown, storeName: name, filename: uri.filename, object: info };
+      }
     }
   }
 
   private identity(spec: InputSpec, pinned: Pinned[]): string | undefined {
-    if (pinned.some((p) => p.kind === 'local')) return undefined;
+    // Local files and bucket objects can change, and a session store cannot be reopened: never persisted.
+    if (pinned.some((p) => p.kind === 'local' || p.kind === 'object' || p.kind === 'url')) return undefined;
     const parts = pinned.map((p) =>
       p.kind === 'version'
         ? { v: `${p.collectionKind}://${p.collection}/${p.version}`, p: p.packages.map((k) => k.datumId) }
@@ -170,6 +184,19 @@ export class InputResolver {
         loose.push({
           uri: p.uri, id: `datum://${p.datum.id}`, origin: 'datum', key: p.datum.name,
           data: { key: p.datum.blobKey, size: p.datum.size, mtimeMs: Date.parse(p.datum.ctime), datum: p.datum },
+        });
+      } else if (p.kind === 'object') {
+        for (const o of p.objects) {
+          loose.push({
+            uri: p.uri, id: `${p.storeName}/${o.key}`, origin: 'store', key: o.key,
+            ...(p.wildcardRoot !== undefined ? { wildcardRoot: p.wildcardRoot } : {}),
+            data: { key: o.key, store: p.storeName, size: o.size, mtimeMs: o.mtimeMs, display: `${p.storeName}/${o.key}` },
+          });
+        }
+      } else if (p.kind === 'url') {
+        loose.push({
+          uri: p.uri, id: p.uri, origin: 'url', key: p.filename,
+          data: { key: p.object.key, store: p.storeName, size: p.object.size, mtimeMs: p.object.mtimeMs, display: p.uri },
         });
       } else if (p.kind === 'local') {
         for (const f of await listLocal(p.parsed, p.uri)) {
@@ -230,7 +257,7 @@ export class InputResolver {
       const d = placed.file.data!;
       yield d.datum
         ? { name: placed.path, size: d.size, uri: `datum://${d.datum.id}`, datumId: d.datum.id, sha256: d.datum.sha256 }
-        : { name: placed.path, size: d.size, uri: `file:///${d.key}` };
+        : { name: placed.path, size: d.size, uri: d.display ?? `file:///${d.key}` };
     }
   }
 }
@@ -263,3 +290,21 @@ async function listLocal(uri: LocalUri, shown: string): Promise<LocalFile[]> {
   return files;
 }
 
+
+/**
+ * The objects an object URI names: the one key (NOT_FOUND if absent), or every key under the wildcard
+ * root that the pattern matches (NOT_FOUND if none: Valohai leaves a zero-match wildcard open; an input
+ * that silently comes up empty is worse than one that says why).
+ */
+async function listObjects(store: ObjectStore, uri: Extract<ParsedUri, { kind: 'object' }>, shown: string): Promise<ObjectInfo[]> {
+  if (!uri.wildcard) {
+    const info = await store.head(uri.key);
+    if (!info) throw new VhfsError('NOT_FOUND', `${shown}: no such object`);
+    return [info];
+  }
+  const matcher = compileGlob(uri.key);
+  const page = await store.list(uri.wildcardRoot ?? '');
+  const objects = page.objects.filter((o) => matcher.match(o.key));
+  if (objects.length === 0) throw new VhfsError('NOT_FOUND', `${shown}: the wildcard matches no object (${page.objects.length} under ${uri.wildcardRoot || 'the bucket root'})`);
+  return objects;
+}

@@ -37,11 +37,31 @@ export const FLAG_UTF8 = 0x0800;
 export const METHOD_STORED = 0;
 
 /**
- * The archive comment of every part that ends with a chunk hash table. The table's own central record
- * can be damaged into an ordinary name; this second, independent mark makes such a part fail to list
- * instead of silently losing its table (and with it the check of every block).
+ * The archive comment of every part that ends with a chunk hash table, e.g.
+ * `vhpkgzip: chunk hashes in .vhpkgzip/chunk-hashes; central directory crc32 1a2b3c4d`.
+ *  - The table's own central record can be damaged into an ordinary name; this second, independent mark
+ *    makes such a part fail to list instead of silently losing its table (and the check of every block).
+ *  - The CRC-32 of the central directory (the end records come after it, so it can say it) covers every
+ *    member's recorded CRC, size and offset: a small member fetched alone is checked against its CRC, and
+ *    this makes that CRC itself trustworthy, since a directory edited to agree with changed data no longer
+ *    agrees with the comment.
+ * Parts written before the CRC was added carry only the first sentence; they still list.
  */
 export const CHUNK_TABLE_COMMENT = Buffer.from('vhpkgzip: chunk hashes in .vhpkgzip/chunk-hashes');
+const CD_CRC_PREFIX = '; central directory crc32 ';
+/** Length of the comment a part with a chunk table gets (fixed: the CRC is 8 hex digits). */
+export const CHUNK_TABLE_COMMENT_LENGTH = CHUNK_TABLE_COMMENT.length + CD_CRC_PREFIX.length + 8;
+
+export function chunkTableComment(cdCrc32: number): Buffer<ArrayBuffer> {
+  return Buffer.from(`${CHUNK_TABLE_COMMENT.toString('latin1')}${CD_CRC_PREFIX}${cdCrc32.toString(16).padStart(8, '0')}`, 'latin1');
+}
+
+/** What a part's archive comment says: whether it ends with a chunk table, and its directory's CRC-32 if recorded. */
+export function parseArchiveComment(comment: Buffer): { claimsTable: boolean; cdCrc32?: number } {
+  if (comment.equals(CHUNK_TABLE_COMMENT)) return { claimsTable: true };
+  const m = /^vhpkgzip: chunk hashes in \.vhpkgzip\/chunk-hashes; central directory crc32 ([0-9a-f]{8})$/.exec(comment.toString('latin1'));
+  return m ? { claimsTable: true, cdCrc32: parseInt(m[1], 16) } : { claimsTable: false };
+}
 
 /** Member data starts on this boundary so the FUSE layer can serve page-aligned ranges. */
 export const DATA_ALIGNMENT = 4096;

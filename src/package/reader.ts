@@ -27,7 +27,7 @@ import { relativePathBytesProblem } from '../util/path-rules.js';
 import { crc32 } from './crc32.js';
 import {
   CENTRAL_HEADER_SIZE,
-  CHUNK_TABLE_COMMENT,
+  parseArchiveComment,
   EOCD_SIZE,
   EXTRA_TIMESTAMP,
   EXTRA_UNICODE_PATH,
@@ -110,6 +110,9 @@ export async function readPackageListing(source: RandomAccessSource, name: strin
   const io = new Io(source, name);
   const end = await locateCentralDirectory(io);
   const cd = await io.readCached(end.cdOffset, end.cdSize);
+  if (end.cdCrc32 !== undefined && crc32(cd) !== end.cdCrc32) {
+    throw io.bad('central directory does not match the CRC-32 its archive comment records (corrupt)');
+  }
   const parsed = parseCentralDirectory(io, cd, end);
   if (end.claimsTable && parsed.listing.chunkTable === undefined) {
     throw io.bad('its comment says it ends with a chunk hash table, but its last central record is not one (corrupt central directory?)');
@@ -192,8 +195,10 @@ interface CentralDirectoryLocation {
   count: number;
   cdOffset: number;
   cdSize: number;
-  /** The archive comment says the part ends with a chunk hash table (CHUNK_TABLE_COMMENT). */
+  /** The archive comment says the part ends with a chunk hash table (format.ts, CHUNK_TABLE_COMMENT). */
   claimsTable?: boolean;
+  /** The central directory's CRC-32, as the archive comment records it. */
+  cdCrc32?: number;
 }
 
 async function locateCentralDirectory(io: Io): Promise<CentralDirectoryLocation> {
@@ -219,8 +224,8 @@ async function locateCentralDirectory(io: Io): Promise<CentralDirectoryLocation>
     throw io.bad(`central directory of ${loc.cdSize} bytes cannot hold the ${loc.count} entries the end record claims`);
   }
   if (loc.cdSize > bufferConstants.MAX_LENGTH) throw io.bad(`central directory of ${loc.cdSize} bytes is too large`);
-  const claimsTable = tail.subarray(at + EOCD_SIZE).equals(CHUNK_TABLE_COMMENT);
-  return { count: loc.count, cdOffset: loc.cdOffset, cdSize: loc.cdSize, claimsTable };
+  const comment = parseArchiveComment(tail.subarray(at + EOCD_SIZE));
+  return { count: loc.count, cdOffset: loc.cdOffset, cdSize: loc.cdSize, ...comment };
 }
 
 /** Scan back for the EOCD signature whose comment length ends exactly at the end of the file. */

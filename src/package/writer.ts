@@ -32,7 +32,8 @@ import { relativePathProblem } from '../util/path-rules.js';
 import { crc32 } from './crc32.js';
 import {
   CENTRAL_HEADER_SIZE,
-  CHUNK_TABLE_COMMENT,
+  CHUNK_TABLE_COMMENT_LENGTH,
+  chunkTableComment,
   DATA_ALIGNMENT,
   EOCD_SIZE,
   EXTRA_ALIGNMENT,
@@ -307,10 +308,15 @@ class PackageWriter {
     const chunkTable = cur.hasher === undefined ? undefined : await this.writeChunkTable(cur, cur.hasher);
     const records = cur.entries + (chunkTable === undefined ? 0 : 1);
     const cdOffset = sink.offset;
-    for (const chunk of cd.take()) await sink.push(chunk);
-    const zip64 = records >= MAX_U16 || cdOffset >= MAX_U32 || cd.length >= MAX_U32;
-    if (zip64) await sink.push(encodeZip64End(records, cd.length, cdOffset, sink.offset));
-    await sink.push(encodeEnd(records, cd.length, cdOffset, chunkTable === undefined ? undefined : CHUNK_TABLE_COMMENT));
+    const cdLength = cd.length;
+    let cdCrc = 0;
+    for (const chunk of cd.take()) {
+      cdCrc = crc32(chunk, cdCrc);
+      await sink.push(chunk);
+    }
+    const zip64 = records >= MAX_U16 || cdOffset >= MAX_U32 || cdLength >= MAX_U32;
+    if (zip64) await sink.push(encodeZip64End(records, cdLength, cdOffset, sink.offset));
+    await sink.push(encodeEnd(records, cdLength, cdOffset, chunkTable === undefined ? undefined : chunkTableComment(cdCrc)));
     await sink.close();
     this.current = undefined;
     this.parts.push({
@@ -458,7 +464,7 @@ function projectedSize(part: OpenPart, member: Member): number {
     const tableMember = chunkTableMember(chunkTableBytes(afterMember), 0);
     table = localHeaderLength(tableMember, afterMember) + tableMember.size + centralRecordLength(tableMember, afterMember);
   }
-  const comment = part.hasher === undefined ? 0 : CHUNK_TABLE_COMMENT.length;
+  const comment = part.hasher === undefined ? 0 : CHUNK_TABLE_COMMENT_LENGTH;
   return afterMember + part.cd.length + centralRecordLength(member, lho) + table + MAX_END_RECORDS + comment;
 }
 

@@ -8,6 +8,11 @@
  *  - conditional puts give create-if-absent (`ifNoneMatch: '*'`) and compare-and-swap (`ifMatch: etag`),
  *    the only coordination primitive hosts sharing a bucket have (used for alias pointers);
  *  - reads are by byte range, so package members are served without fetching whole packages.
+ *
+ * Network stores (`remote.ts`; docs/STORES.md) keep this contract and add, without changing the interface:
+ * TIMEOUT when the `signal` of `getRange`/`get` aborts (the request in flight is aborted too);
+ * INTEGRITY when an object changes under a ranged read or stream (its version is pinned at `head` or the
+ * first read); UNSUPPORTED from a server that ignores `Range`, and from every write of a read-only store.
  */
 import type { Readable } from 'node:stream';
 

@@ -167,3 +167,18 @@ test('the fetch queue starts a reader\'s request before queued readahead and bac
   await Promise.all([first.promise, bg.promise, ra.promise, reader.promise, promoted.promise]);
   t.deepEqual(order, ['running', 'reader', 'promoted', 'readahead', 'background']);
 });
+
+test('without a chunk table, a member read in parts is checked whole before its first part is served', async (t) => {
+  const { store, members, files, source } = await packageOf([4000, 30_000, 5000]);
+  const cache = new BlockCache({ store, blockSize: BS, readaheadBytes: 0 });
+  // Read the first member, so the next one counts as sequential (block path, not an extent).
+  await cache.read(source, files[0].start, files[0].size, Buffer.alloc(files[0].size), files[0]);
+  flip(store, 'pkg', files[1].start + 29_000);
+  cache.clearMemory();
+  const head = Buffer.alloc(100);
+  await t.throwsAsync(cache.read(source, files[1].start, 100, head, files[1]), { message: /do not match its CRC-32/ });
+  flip(store, 'pkg', files[1].start + 29_000);
+  t.is(await cache.read(source, files[1].start, 100, head, files[1]), 100);
+  t.true(head.equals(members[1].subarray(0, 100)));
+  t.is(cache.stats.verifiedBytes, files[0].size + files[1].size);
+});

@@ -143,10 +143,13 @@ export async function cleanupMount(m: Pick<Mounted, 'home' | 'root' | 'mnt' | 'p
 
 /** Ask the daemon for fresh counters (SIGUSR1) and read the stats file once it has been rewritten. */
 export async function readStats(file: string, pid: number, log?: string): Promise<StatsFile> {
-  const before = await fs.stat(file).then((s) => s.mtimeMs, () => 0);
+  // Every write renames a new file into place: a new inode says "rewritten" even when two writes land in
+  // the same coarse mtime tick.
+  const version = () => fs.stat(file).then((s) => `${s.ino}:${s.mtimeMs}`, () => '');
+  const before = await version();
   process.kill(pid, 'SIGUSR1');
   try {
-    await waitFor(async () => (await fs.stat(file).then((s) => s.mtimeMs, () => 0)) > before, 20_000, `${file} to be rewritten`);
+    await waitFor(async () => (await version()) !== before, 20_000, `${file} to be rewritten`);
   } catch (err) {
     const tail = log ? (await fs.readFile(log, 'utf8').catch(() => '')).trim().split('\n').slice(-8).join('\n') : '';
     throw new Error(`${(err as Error).message}; daemon ${pid} ${pidAlive(pid) ? 'alive' : 'gone'}; log tail:\n${tail}`);

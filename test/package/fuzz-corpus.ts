@@ -21,7 +21,7 @@
 import { isVhfsError } from '../../src/util/errors.js';
 import { crc32 } from '../../src/package/crc32.js';
 import type { PackageEntry } from '../../src/package/writer.js';
-import { buildRawZip, centralExtra, centralRecords, endRecords, memEntry, randomBytes, rng, toZip64End, writeToBuffer } from './helpers.js';
+import { buildRawZip, centralExtra, centralRecords, endRecords, memEntry, randomBytes, resealCentralDirectory, rng, toZip64End, writeToBuffer } from './helpers.js';
 
 export interface FuzzBase {
   name: string;
@@ -131,8 +131,17 @@ export function fuzzCase(bases: FuzzBase[], seed: number, index: number): FuzzCa
   if (rand() < 0.35) m.structural();
   const steps = 1 + ((rand() * 2) | 0);
   for (let s = 0; s < steps; s++) m.byteLevel();
-  if (rand() < 0.12) m.truncate();
   if (c.mutations.length === 0) m.byteLevel();
+  // Half the cases fix up the archive comment's CRC-32 of the central directory after the edits, so the
+  // checks behind it (record structure, names, offsets, the table's own record) get exercised too.
+  if (rand() < 0.5) {
+    const resealed = resealCentralDirectoryIfPossible(c.zip);
+    if (resealed !== c.zip) {
+      c.zip = resealed;
+      c.mutations.push('central directory CRC-32 in the comment fixed up');
+    }
+  }
+  if (rand() < 0.12) m.truncate();
   return c;
 }
 
@@ -366,4 +375,13 @@ function withExtraFirst(rec: Buffer, extra: Buffer): Buffer {
   const head = Buffer.from(rec.subarray(0, 46));
   head.writeUInt16LE(rec.readUInt16LE(30) + extra.length, 30);
   return Buffer.concat([head, rec.subarray(46, 46 + n), extra, rec.subarray(46 + n)]);
+}
+
+/** `resealCentralDirectory`, or the zip unchanged when its end records are too damaged to find the directory. */
+function resealCentralDirectoryIfPossible(zip: Buffer): Buffer {
+  try {
+    return resealCentralDirectory(zip);
+  } catch {
+    return zip;
+  }
 }

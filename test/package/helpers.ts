@@ -315,3 +315,26 @@ export function toZip64End(zip: Buffer): { zip: Buffer; z64: number; locator: nu
   tail.writeUInt16LE(comment.length, 96);
   return { zip: Buffer.concat([zip.subarray(0, eocd), tail, comment]), z64: eocd, locator: eocd + 56, eocd: eocd + 76 };
 }
+
+/**
+ * Rewrite the central directory's CRC-32 in a vhfs part's archive comment to match its (edited) central
+ * directory, so a test that damages the directory on purpose reaches the check it means to exercise
+ * rather than the comment's CRC. A zip without that comment is returned unchanged.
+ */
+export function resealCentralDirectory(zip: Buffer): Buffer {
+  const end = endRecords(zip);
+  const comment = zip.subarray(end.eocd + 22);
+  const m = /; central directory crc32 [0-9a-f]{8}$/.exec(comment.toString('latin1'));
+  if (!m) return zip;
+  let cdOffset = end.cdOffset;
+  let cdSize = end.cdSize;
+  if (end.zip64) {
+    const z64 = Number(zip.readBigUInt64LE(end.eocd - 20 + 8));
+    cdSize = Number(zip.readBigUInt64LE(z64 + 40));
+    cdOffset = Number(zip.readBigUInt64LE(z64 + 48));
+  }
+  const out = Buffer.from(zip);
+  const crc = crc32(zip.subarray(cdOffset, Math.min(cdOffset + cdSize, zip.length)));
+  out.write(crc.toString(16).padStart(8, '0'), out.length - 8, 'latin1');
+  return out;
+}

@@ -21,6 +21,7 @@ import {
   toZip64End,
   writeToBuffer,
   type RawEntry,
+  resealCentralDirectory,
 } from './helpers.js';
 
 const PKG = 'ds.v1.vhpkgzip';
@@ -72,10 +73,12 @@ test('corrupt central directory and end records are BAD_PACKAGE with a precise m
   const zip = await sample();
   const recs = centralRecords(zip);
   const { eocd, cdSize } = endRecords(zip);
+  // Each edit is resealed (the comment's CRC-32 of the directory made to match), so it reaches the check
+  // it means to exercise; the last assertion shows an unsealed edit is caught by that CRC first.
   const patch = (f: (b: Buffer) => void): Buffer => {
     const b = Buffer.from(zip);
     f(b);
-    return b;
+    return resealCentralDirectory(b);
   };
   await rejects(t, patch((b) => (b[recs[3]] ^= 0xff)), 'BAD_PACKAGE', /central directory record #3 at offset \d+ has a bad signature/);
   const last = recs.length - 1; // the chunk hash table's record
@@ -164,12 +167,13 @@ test('unsafe names are UNSAFE_PATH naming the entry', async (t) => {
   const tableRecord = zip.subarray(recs[3], endRecords(zip).eocd);
   const { cdOffset, eocd } = endRecords(zip);
   const moved = Buffer.concat([zip.subarray(0, cdOffset), tableRecord, zip.subarray(cdOffset, recs[3]), zip.subarray(eocd)]);
-  await rejects(t, moved, 'BAD_PACKAGE', /central directory record #1 follows the chunk hash table's, which must be the last/);
+  await rejects(t, resealCentralDirectory(moved), 'BAD_PACKAGE', /central directory record #1 follows the chunk hash table's, which must be the last/);
   // One flipped byte turns the table's record into an ordinary name: the archive comment still says there
   // is a table, so the package is refused rather than served with no table to check its blocks.
   const renamed = Buffer.from(zip);
   renamed[recs[3] + 46] = 0x5f; // ".vhpkgzip/chunk-hashes" -> "_vhpkgzip/chunk-hashes"
-  await rejects(t, renamed, 'BAD_PACKAGE', /its comment says it ends with a chunk hash table, but its last central record is not one/);
+  await rejects(t, resealCentralDirectory(renamed), 'BAD_PACKAGE', /its comment says it ends with a chunk hash table, but its last central record is not one/);
+  await rejects(t, renamed, 'BAD_PACKAGE', /central directory does not match the CRC-32 its archive comment records/);
 });
 
 test('duplicates (also after decoding) and file/directory clashes are UNSAFE_PATH', async (t) => {
@@ -265,8 +269,9 @@ test('verifyMember: a flipped data byte fails the chunk hash table, and without 
   t.is(err!.message, `${PKG}: bytes [0, ${chunkEnd}) (chunk 0, holding data of entry "${listing.paths[i]}") do not match the package's chunk hash table`);
 
   // Chunks intact but the central directory's CRC-32 wrong: the CRC check still runs.
-  const badCrc = Buffer.from(zip);
+  let badCrc: Buffer = Buffer.from(zip);
   badCrc.writeUInt32LE((listing.crc32s[i] ^ 1) >>> 0, centralRecords(zip)[i] + 16);
+  badCrc = resealCentralDirectory(badCrc);
   const crcErr = await t.throwsAsync(verifyMember(bufferSource(badCrc), await readPackageListing(bufferSource(badCrc), PKG), i));
   t.true(isVhfsError(crcErr, 'INTEGRITY'));
   t.regex(crcErr!.message, /^ds\.v1\.vhpkgzip: entry "dir\d\/file\d+\.bin": CRC-32 [0-9a-f]{8}, central directory says [0-9a-f]{8}$/);

@@ -5,7 +5,7 @@ import { isVhfsError } from '../../src/util/errors.js';
 import { crc32 } from '../../src/package/crc32.js';
 import { packagePartName, parsePackagePartName } from '../../src/package/part-names.js';
 import { CHUNK_TABLE_NAME } from '../../src/package/entry-names.js';
-import { CHUNK_TABLE_COMMENT } from '../../src/package/format.js';
+import { CHUNK_TABLE_COMMENT_LENGTH } from '../../src/package/format.js';
 import { readPackageListing, type PackageListing } from '../../src/package/reader.js';
 import { loadChunkTable, readChunkTable, verifyMember, verifyPackage } from '../../src/package/verify.js';
 import { ChunkHasher, chunkTableBytes } from '../../src/util/chunk-hashes.js';
@@ -203,7 +203,7 @@ test('empty package: one part, a valid empty zip', async (t) => {
   const { parts, files } = await writeToDir([], tmp.dir);
   // Local header (30 + 22-byte name + 9-byte UT extra), the 24-byte table of zero chunks, its central
   // record (46 + 22 + 9 + 20-byte VH extra) and the EOCD with its comment.
-  t.deepEqual(parts, [{ part: 1, entries: 0, size: 61 + 24 + 97 + 22 + CHUNK_TABLE_COMMENT.length, firstPath: '', lastPath: '', zip64: false, chunkTable: { offset: 61, length: 24 } }]);
+  t.deepEqual(parts, [{ part: 1, entries: 0, size: 61 + 24 + 97 + 22 + CHUNK_TABLE_COMMENT_LENGTH, firstPath: '', lastPath: '', zip64: false, chunkTable: { offset: 61, length: 24 } }]);
   const listing = await readPackageListing(bufferSource(readFileSync(files[0])), 'empty');
   t.is(listing.count, 0);
   t.deepEqual(listing.chunkTable, { offset: 61, length: 24, covered: 0, crc32: listing.chunkTable!.crc32 });
