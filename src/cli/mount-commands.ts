@@ -9,7 +9,7 @@ import { addOptions, MOUNT_OPTIONS, optionValues, valohaiPaths, type OptionValue
 import { applyInputFlags, checkRequiredInputs, loadInputsFile, parseInputFlags, type InputSpec } from '../inputs/config.js';
 import { mountInputs, type InputsMount } from '../fuse/mount-inputs.js';
 import { mountOutputs, type OutputsMount } from '../fuse/mount-outputs.js';
-import { clearStaleMount, mountState } from '../fuse/mountpoint.js';
+import { clearStaleMount, isMounted } from '../fuse/mountpoint.js';
 import { RateLimitedLog, serveDaemon, spawnDaemon, stopDaemon } from '../fuse/daemon.js';
 import { describeError, isVhfsError, VhfsError } from '../util/errors.js';
 
@@ -64,7 +64,8 @@ export function registerMountCommands(program: Command, run: Run): void {
   unmount.action((parsed: Record<string, unknown>) => run(async (ctx) => {
     const paths = valohaiPaths(optionValues(unmountOptions, parsed));
     // Outputs mounted: the daemon finalizes (uploads everything) before it exits; give it the time.
-    const outputsMounted = (await mountState(paths.outputs)) !== 'not-mounted';
+    // (mountinfo, not a statfs probe: a hung daemon would make a probe wait for its timeout.)
+    const outputsMounted = await isMounted(paths.outputs);
     if (outputsMounted) ctx.info(`finalizing the outputs at ${paths.outputs} (uploading them) before unmounting…`);
     let mountpoint = paths.inputs;
     let stop = await stopDaemon(ctx.home, mountpoint, outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS);
@@ -78,10 +79,11 @@ export function registerMountCommands(program: Command, run: Run): void {
       said.push(stop.paused ? `daemon ${stop.pid} is stopped (SIGSTOP?) and cannot act on SIGTERM`
         : `daemon ${stop.pid} did not stop within ${(outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS) / 1000} s`);
     }
+    // One after the other: probing a hung mount blocks a thread-pool thread until the connection is
+    // aborted, and two at once (each probed twice) could take all four. clearStaleMount probes only once.
     for (const mp of [paths.inputs, paths.outputs]) {
-      const state = await mountState(mp);
-      if (state === 'not-mounted') continue;
       const cleared = await clearStaleMount(mp, { force: true });
+      if (cleared.action === 'none') continue;
       said.push(`detached ${mp} lazily with ${cleared.action} (it was ${cleared.was})`);
       if (mp === paths.outputs) said.push(`outputs not uploaded stay staged: run \`vhfs outputs recover --outputs-dir ${mp}\``);
     }
@@ -103,7 +105,9 @@ async function serveMount(
     log,
     statsFile: o.statsFile,
     start: async () => {
-      // Outputs first: a job must never find inputs ready and nowhere to write. Unmounting finalizes them.
+      // One after the other, not at once: preparing a mountpoint probes it, and a hung one holds a thread-pool
+      // thread per probe until its connection is aborted (two at once could take all four). Outputs first: a
+      // job must never find inputs ready and nowhere to write. Unmounting finalizes them.
       const outputs: OutputsMount | undefined = o.outputs ? await mountOutputs({
         mountpoint: paths.outputs, home: ctx.home, catalog, log, quiet: ctx.quiet,
         ...(o.staging ? { staging: o.staging } : {}), ...(o.execution ? { executionFile: o.execution } : {}),

@@ -93,7 +93,10 @@ export function outputsOps(session: OutputsSession): Ops {
     getattr(p, cb) {
       const r = now(() => fs.lstatSync(real(p)));
       if ('errno' in r) return cb(r.errno);
-      cb(0, statOf(r.value));
+      const st = statOf(r.value);
+      // The staging area is private (the CLI's umask is 077); outputs/ itself must look enterable to a job.
+      if (p === '/') st.mode |= 0o755;
+      cb(0, st);
       session.attrServed(p);
     },
 

@@ -54,9 +54,6 @@ export class StagingArea {
   async createRunDirs(run: string): Promise<void> {
     await fs.mkdir(this.treeDir(run), { recursive: true });
     await fs.mkdir(path.dirname(this.liveFile(run, 'x')), { recursive: true });
-    // The tree's root is what the mount shows as outputs/: a job running as another user must be able to
-    // enter it, whatever the umask that keeps the rest of the staging area private (the CLI's is 077).
-    await fs.chmod(this.treeDir(run), 0o755);
   }
 }
 
