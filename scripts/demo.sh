@@ -34,8 +34,10 @@ vhfs dataset create demo-images/v1 "$DEMO/src" --package --alias latest
 vhfs dataset ls demo-images
 vhfs package inspect dataset://demo-images/v1
 
-step "3. mount it as input 'images' at $ROOT/inputs (resolved lazily, on first use)"
-vhfs mount --root "$ROOT" --input images=dataset://demo-images/latest --wait
+step "3. mount it as input 'images' at $ROOT/inputs (resolved lazily, on first use), and $ROOT/outputs"
+# The job's environment, as Valohai sets it: the outputs carry this execution id; packaging is enabled.
+VH_EXECUTION_ID=demo-exec-1 VH_ENABLE_DATASET_VERSION_PACKAGING=1 \
+  vhfs mount --root "$ROOT" --input images=dataset://demo-images/latest --wait
 ls "$ROOT/inputs/images"
 echo "files: $(find "$ROOT/inputs/images" -type f | wc -l)"
 ls -l "$ROOT/inputs/images/cats" | head -4 || true
@@ -51,8 +53,31 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); f=d["images"]["file
 step "6. inputs are immutable"
 touch "$ROOT/inputs/images/new.txt" 2>&1 || true
 
-step "7. unmount"
+step "7. the job writes outputs: a model (with an alias), a checkpoint uploaded live, 300 predictions forming a packaged dataset version"
+python3 - "$ROOT" <<'PY'
+import json, os, sys
+root = sys.argv[1]; out = os.path.join(root, "outputs")
+with open(os.path.join(out, "model.pkl"), "wb") as f: f.write(os.urandom(200_000))
+json.dump({"valohai.alias": "demo-best-model", "valohai.tags": ["demo"], "accuracy": 0.93}, open(os.path.join(out, "model.pkl.metadata.json"), "w"))
+with open(os.path.join(out, "checkpoint.pt"), "wb") as f: f.write(os.urandom(100_000))
+os.chmod(os.path.join(out, "checkpoint.pt"), 0o444)   # live upload: uploaded now, gone from outputs/
+os.makedirs(os.path.join(out, "predictions"))
+with open(os.path.join(out, "valohai.metadata.jsonl"), "w") as meta:
+    for cls in ("cats", "dogs", "birds"):
+        for name in sorted(os.listdir(os.path.join(root, "inputs", "images", cls)))[:100]:
+            p = "predictions/%s.csv" % name
+            with open(os.path.join(out, p), "w") as f: f.write("%s,%s\n" % (name, cls))
+            meta.write(json.dumps({"file": p, "metadata": {"valohai.dataset-versions": [{"uri": "dataset://demo-predictions/v1", "packaging": True, "targeting_aliases": ["latest"]}]}}) + "\n")
+PY
+ls "$ROOT/outputs"
+vhfs outputs status --root "$ROOT" --limit 3
+
+step "8. unmount: the outputs are finalized (uploaded, metadata applied, version packaged) first"
 vhfs unmount --root "$ROOT"
 trap - EXIT
+vhfs outputs status --root "$ROOT" --limit 4
+vhfs dataset ls demo-predictions
+vhfs ls dataset://demo-predictions/latest predictions | sed -n 1,3p
+echo "datum://demo-best-model: $(vhfs cat datum://demo-best-model | wc -c) bytes (the model, by its alias)"
 echo
-echo "demo complete (outputs capture is not built yet, so the demo writes no output)"
+echo "demo complete"

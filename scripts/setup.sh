@@ -18,6 +18,7 @@ if [ "${VHFS_TEST_CONTAINERS:-}" = 1 ]; then
   [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need_pkgs+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
 fi
+command -v sqlite3 >/dev/null 2>&1 || need_pkgs+=(sqlite3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_pkgs[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then

@@ -22,7 +22,7 @@ if [ ! -f "$home/.bench-ready" ] || [ "$tree" -nt "$home/.bench-ready" ]; then
 fi
 [ "${VHFS_BENCH_WARM:-0}" = 1 ] || rm -rf "$home/cache/indexes"
 
-vhfs mount --foreground --inputs-dir "$VHFS_BENCH_MNT" --config-dir "$home/config" \
+vhfs mount --foreground --no-outputs --inputs-dir "$VHFS_BENCH_MNT" --config-dir "$home/config" \
   --input data=dataset://bench/v1 ${VHFS_BENCH_MOUNT_ARGS:-} > "$home/mount.out" 2> "$home/mount.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid' TERM INT

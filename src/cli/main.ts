@@ -12,6 +12,7 @@ import { registerDataCommands } from './data-commands.js';
 import { registerCacheCommands } from './cache-commands.js';
 import { registerMountCommands } from './mount-commands.js';
 import { registerServeCommands } from './serve-commands.js';
+import { registerOutputsCommands } from './outputs-commands.js';
 import { DAEMON_COMMAND, receiveDaemonArgs } from '../fuse/daemon.js';
 
 export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promise<void>): Command {
@@ -25,6 +26,7 @@ export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promi
   registerCacheCommands(program, run);
   registerMountCommands(program, run);
   registerServeCommands(program, run);
+  registerOutputsCommands(program, run);
   return program;
 }
 

@@ -10,7 +10,8 @@ import type { ReadPathOptions } from '../inputs/read-path.js';
 import { applyInputFlags, checkRequiredInputs, loadInputsFile, parseInputFlags, type InputSpec } from '../inputs/config.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { mountInputs, type InputsMount } from '../fuse/mount-inputs.js';
-import { clearStaleMount, mountState } from '../fuse/mountpoint.js';
+import { mountOutputs, type OutputsMount } from '../fuse/mount-outputs.js';
+import { clearStaleMount, isMounted } from '../fuse/mountpoint.js';
 import { RateLimitedLog, serveDaemon, spawnDaemon, stopDaemon } from '../fuse/daemon.js';
 import { describeError, isVhfsError, VhfsError } from '../util/errors.js';
 import { prefetchMountedInputs } from './cache-commands.js';
@@ -20,6 +21,8 @@ type MountFlags = OptionValues<typeof MOUNT_OPTIONS>;
 
 /** How long `vhfs unmount` waits for a daemon to stop before detaching its mount lazily. */
 const STOP_TIMEOUT_MS = 15_000;
+/** With outputs mounted the daemon finalizes (uploads) before it stops: wait for that much longer. */
+const FINALIZE_TIMEOUT_MS = 6 * 3600_000;
 
 async function loadSpecs(o: MountFlags): Promise<InputSpec[]> {
   let specs: InputSpec[] = [];
@@ -40,40 +43,62 @@ export function registerMountCommands(program: Command, run: Run): void {
   addOptions(mount, MOUNT_OPTIONS);
   mount.action((parsed: Record<string, unknown>) => run(async (ctx) => {
     const o = optionValues(MOUNT_OPTIONS, parsed);
-    const specs = await loadSpecs(o);
+    if (o.outputsOnly && !o.outputs) throw new VhfsError('BAD_ARGUMENT', '--outputs-only and --no-outputs leave nothing to mount');
+    const specs = o.outputsOnly ? [] : await loadSpecs(o);
     const paths = valohaiPaths(o);
+    // The daemon is named (run file, log) by its inputs mountpoint, or by the outputs one when that is all it serves.
+    const daemonMountpoint = o.outputsOnly ? paths.outputs : paths.inputs;
     if (o.foreground) {
       ctx.exitWhenDone = true;
-      process.exitCode = await serveMount(ctx, o, specs, paths);
+      process.exitCode = await serveMount(ctx, o, specs, paths, daemonMountpoint);
       return;
     }
-    const started = await spawnDaemon({ home: ctx.home, mountpoint: paths.inputs, args: process.argv.slice(2), script: process.argv[1] });
+    const started = await spawnDaemon({ home: ctx.home, mountpoint: daemonMountpoint, args: process.argv.slice(2), script: process.argv[1] });
+    const stopWith = o.outputsOnly ? `--outputs-dir ${paths.outputs}` : `--inputs-dir ${paths.inputs}`;
     output(ctx, { ...started.info, pid: started.pid, log: started.log }, () =>
-      `mounted ${paths.inputs} (daemon pid ${started.pid}, log ${started.log}); stop with: vhfs unmount --inputs-dir ${paths.inputs}`);
+      `mounted ${[o.outputsOnly ? '' : paths.inputs, o.outputs ? paths.outputs : ''].filter(Boolean).join(' and ')} ` +
+      `(daemon pid ${started.pid}, log ${started.log}); stop with: vhfs unmount ${stopWith}`);
   }));
 
   const unmount = program
     .command('unmount')
     .description('unmount inputs: stop the daemon; detach lazily a mount whose daemon is dead, hung or gone');
-  addOptions(unmount, { root: MOUNT_OPTIONS.root, inputsDir: MOUNT_OPTIONS.inputsDir });
+  const unmountOptions = { root: MOUNT_OPTIONS.root, inputsDir: MOUNT_OPTIONS.inputsDir, outputsDir: MOUNT_OPTIONS.outputsDir };
+  addOptions(unmount, unmountOptions);
   unmount.action((parsed: Record<string, unknown>) => run(async (ctx) => {
-    await unmountPath(ctx, valohaiPaths(optionValues({ root: MOUNT_OPTIONS.root, inputsDir: MOUNT_OPTIONS.inputsDir }, parsed)).inputs);
+    await unmountPaths(ctx, valohaiPaths(optionValues(unmountOptions, parsed)));
   }));
 }
 
 /**
- * Stop the daemon serving `mountpoint` (its run file names it) and detach the mount lazily if it is still
- * there (daemon dead, hung or gone); prints what was done. `vhfs unmount` and `vhfs serve --stop`.
+ * Stop the daemon serving these mountpoints (its run file names the inputs one, or the outputs one when it
+ * serves outputs only), letting it finalize outputs first, and detach lazily what is still mounted (daemon dead,
+ * hung or gone); prints what was done. `vhfs unmount` and `vhfs serve --stop`.
  */
-export async function unmountPath(ctx: Context, mountpoint: string): Promise<void> {
-  const stop = await stopDaemon(ctx.home, mountpoint, STOP_TIMEOUT_MS);
+export async function unmountPaths(ctx: Context, paths: { inputs: string; outputs?: string }): Promise<void> {
+  // Outputs mounted: the daemon finalizes (uploads everything) before it exits; give it the time.
+  // (mountinfo, not a statfs probe: a hung daemon would make a probe wait for its timeout.)
+  const outputsMounted = paths.outputs !== undefined && await isMounted(paths.outputs);
+  if (outputsMounted) ctx.info(`finalizing the outputs at ${paths.outputs} (uploading them) before unmounting…`);
+  let mountpoint = paths.inputs;
+  let stop = await stopDaemon(ctx.home, mountpoint, outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS);
+  if (stop.kind === 'not-running' && paths.outputs !== undefined) {
+    mountpoint = paths.outputs; // a daemon serving outputs only is named by them
+    stop = await stopDaemon(ctx.home, mountpoint, outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS);
+  }
   const said: string[] = [];
   if (stop.kind === 'stopped') said.push(`stopped daemon ${stop.pid}`);
-  if (stop.kind === 'unresponsive') said.push(stop.paused ? `daemon ${stop.pid} is stopped (SIGSTOP?) and cannot act on SIGTERM` : `daemon ${stop.pid} did not stop within ${STOP_TIMEOUT_MS / 1000} s`);
-  const state = await mountState(mountpoint);
-  if (state !== 'not-mounted') {
-    const cleared = await clearStaleMount(mountpoint, { force: true });
-    said.push(`detached the mount lazily with ${cleared.action} (it was ${cleared.was})`);
+  if (stop.kind === 'unresponsive') {
+    said.push(stop.paused ? `daemon ${stop.pid} is stopped (SIGSTOP?) and cannot act on SIGTERM`
+      : `daemon ${stop.pid} did not stop within ${(outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS) / 1000} s`);
+  }
+  // One after the other: probing a hung mount blocks a thread-pool thread until the connection is
+  // aborted, and two at once (each probed twice) could take all four. clearStaleMount probes only once.
+  for (const mp of paths.outputs === undefined ? [paths.inputs] : [paths.inputs, paths.outputs]) {
+    const cleared = await clearStaleMount(mp, { force: true });
+    if (cleared.action === 'none') continue;
+    said.push(`detached ${mp} lazily with ${cleared.action} (it was ${cleared.was})`);
+    if (mp === paths.outputs) said.push(`outputs not uploaded stay staged: run \`vhfs outputs recover --outputs-dir ${mp}\``);
   }
   if (stop.kind === 'unresponsive') said.push(`the daemon is still running; if it does not exit, stop it with: kill -9 ${stop.pid}`);
   const result = said.length ? said.join('; ') : 'not mounted';
@@ -95,31 +120,65 @@ export function daemonCounters(catalog: Catalog, cache: InputsMount['cache']): R
 }
 
 /** Serve the mount in this process until SIGINT/SIGTERM; the exit code. */
-async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths: { inputs: string; config: string; jobInputs: string }): Promise<number> {
+async function serveMount(
+  ctx: Context, o: MountFlags, specs: InputSpec[], paths: { inputs: string; config: string; outputs: string; jobInputs: string }, daemonMountpoint: string,
+): Promise<number> {
   const catalog = await ctx.catalog();
   const log = new RateLimitedLog((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)).line;
   return serveDaemon({
     home: ctx.home,
-    mountpoint: paths.inputs,
+    mountpoint: daemonMountpoint,
     log,
     statsFile: o.statsFile,
     start: async () => {
+      // One after the other, not at once: preparing a mountpoint probes it, and a hung one holds a thread-pool
+      // thread per probe until its connection is aborted (two at once could take all four). Outputs first: a
+      // job must never find inputs ready and nowhere to write. Unmounting finalizes them.
       catalog.store.warmUp?.();
-      const mount = await mountInputs({
-        mountpoint: paths.inputs, configDir: paths.config, specs, catalog, ...readPathOptions(ctx, o),
-        force: Boolean(o.force), allowOther: Boolean(o.allowOther), jobInputsDir: paths.jobInputs, log,
-        kernel: { kernelCache: o.kernelCache, entryTimeout: o.cacheTimeout, attrTimeout: o.cacheTimeout, negativeTimeout: o.cacheTimeout },
-      });
+      const outputs: OutputsMount | undefined = o.outputs ? await mountOutputs({
+        mountpoint: paths.outputs, home: ctx.home, catalog, log, quiet: ctx.quiet,
+        ...(o.staging ? { staging: o.staging } : {}), ...(o.execution ? { executionFile: o.execution } : {}),
+        ...(o.eagerUpload ? { eagerQuietMs: o.eagerQuiet } : {}), concurrency: o.uploadConcurrency, force: Boolean(o.force),
+      }) : undefined;
+      let mount: InputsMount | undefined;
+      try {
+        mount = o.outputsOnly ? undefined : await mountInputs({
+          mountpoint: paths.inputs, configDir: paths.config, specs, catalog, ...readPathOptions(ctx, o),
+          force: Boolean(o.force), allowOther: Boolean(o.allowOther), jobInputsDir: paths.jobInputs, log,
+          kernel: { kernelCache: o.kernelCache, entryTimeout: o.cacheTimeout, attrTimeout: o.cacheTimeout, negativeTimeout: o.cacheTimeout },
+        });
+      } catch (err) {
+        await outputs?.unmount({ finalize: false }).catch(() => undefined);
+        throw err;
+      }
+      const stopOutputs = async () => {
+        if (!outputs) return;
+        const result = await outputs.unmount();
+        if (result && !result.complete) {
+          throw new VhfsError('STORE', `${result.failed.length} output(s) of ${outputs.mountpoint} not uploaded; ` +
+            `they stay staged in ${outputs.staging}: run \`vhfs outputs recover --outputs-dir ${outputs.mountpoint}\``);
+        }
+      };
+      const outputsInfo = outputs ? { outputs: outputs.mountpoint, staging: outputs.staging } : {};
+      if (!mount) {
+        return {
+          watch: [outputs!.mountpoint],
+          ready: async () => ({ mountpoint: outputs!.mountpoint, ...outputsInfo, pid: process.pid }),
+          stop: stopOutputs,
+          snapshot: () => ({ store: catalog.store.stats }),
+        };
+      }
+      const inputs = mount;
       if (o.prefetch) {
         // Once every input is resolved (inputs.json is written then), fill the cache with them behind the job's reads.
-        void mount.inputsJson.then(() => prefetchMountedInputs(
-          mount.cache, mount.inputs.names.map((n) => mount.inputs.get(n)).filter((i): i is ResolvedInput => i !== undefined), log));
+        void inputs.inputsJson.then(() => prefetchMountedInputs(
+          inputs.cache, inputs.inputs.names.map((n) => inputs.inputs.get(n)).filter((i): i is ResolvedInput => i !== undefined), log));
       }
       return {
-        watch: [mount.mountpoint],
+        watch: [inputs.mountpoint, ...(outputs ? [outputs.mountpoint] : [])],
         ready: async () => {
           if (o.wait) {
-            const failures = await mount.inputsJson;
+            const failures = await inputs.inputsJson;
             if (failures.size > 0) {
               const first = failures.values().next().value;
               throw new VhfsError(isVhfsError(first) ? first.code : 'STORE',
@@ -127,14 +186,20 @@ async function serveMount(ctx: Context, o: MountFlags, specs: InputSpec[], paths
             }
           }
           return {
-            mountpoint: mount.mountpoint, inputsJson: mount.inputsJsonPath, pid: process.pid,
-            ...(mount.jobInputsDir !== mount.mountpoint ? { jobInputsDir: mount.jobInputsDir } : {}),
+            mountpoint: inputs.mountpoint, inputsJson: inputs.inputsJsonPath, ...outputsInfo, pid: process.pid,
+            ...(inputs.jobInputsDir !== inputs.mountpoint ? { jobInputsDir: inputs.jobInputsDir } : {}),
           };
         },
-        stop: () => mount.unmount(),
-        snapshot: () => daemonCounters(catalog, mount.cache),
+        stop: async () => {
+          try {
+            await stopOutputs();
+          } finally {
+            await inputs.unmount();
+          }
+        },
+        snapshot: () => daemonCounters(catalog, inputs.cache),
       };
     },
-    onReady: (info) => output(ctx, info, () => `ready: ${paths.inputs}`),
+    onReady: (info) => output(ctx, info, () => `ready: ${daemonMountpoint}${o.outputs && !o.outputsOnly ? ` and ${paths.outputs}` : ''}`),
   });
 }

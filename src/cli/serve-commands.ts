@@ -6,7 +6,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { output, type Context, type Run } from './context.js';
-import { daemonCounters, readPathOptions, unmountPath } from './mount-commands.js';
+import { daemonCounters, readPathOptions, unmountPaths } from './mount-commands.js';
 import { addOptions, optionValues, SERVE_OPTIONS, type OptionValues } from '../config/options.js';
 import { mountServe } from '../fuse/mount-serve.js';
 import { RateLimitedLog, serveDaemon, spawnDaemon } from '../fuse/daemon.js';
@@ -23,7 +23,7 @@ export function registerServeCommands(program: Command, run: Run): void {
     const o = optionValues(SERVE_OPTIONS, parsed);
     const mountpoint = path.resolve(mountpointArg);
     if (o.stop) {
-      await unmountPath(ctx, mountpoint);
+      await unmountPaths(ctx, { inputs: mountpoint });
       return;
     }
     if (o.foreground) {

@@ -145,12 +145,50 @@ export const READ_OPTIONS = {
   },
 } satisfies OptionGroup;
 
+/** Whole numbers of 1 or more. */
+function parseCount(text: string, where = 'count'): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new VhfsError('BAD_ARGUMENT', `${where} "${text}": expected a whole number of 1 or more`);
+  return n;
+}
+
+const ROOT_OPTION = {
+  flags: '--root <dir>', env: 'VHFS_ROOT', parse: parsePath, default: '/valohai',
+  help: 'Valohai root: inputs at <root>/inputs, inputs.json at <root>/config, outputs at <root>/outputs',
+} satisfies OptionSpec<string>;
+
+const OUTPUTS_DIR_OPTIONS = {
+  outputsDir: { flags: '--outputs-dir <dir>', parse: parsePath, defaultText: '<root>/outputs', help: 'mountpoint for outputs' },
+  staging: {
+    flags: '--staging <dir>', env: 'VHFS_STAGING', parse: parsePath, defaultText: '<home>/outputs/<hash of the outputs mountpoint>',
+    help: 'local directory where outputs are kept, with their journal, until uploaded',
+  },
+} satisfies OptionGroup;
+
+/** Where the outputs are and their staging area: every `vhfs outputs` command. */
+export const OUTPUTS_WHERE_OPTIONS = { root: ROOT_OPTION, ...OUTPUTS_DIR_OPTIONS } satisfies OptionGroup;
+
+/** How the outputs mount captures and uploads (see docs/OUTPUTS.md); part of `vhfs mount`. */
+export const OUTPUTS_OPTIONS = {
+  ...OUTPUTS_DIR_OPTIONS,
+  execution: {
+    flags: '--execution <file>', parse: parsePath, defaultText: 'the VH_* environment',
+    help: 'execution identity the outputs carry: Valohai execution.json, or {"id","project","step","parameters","commit"}',
+  },
+  eagerUpload: { flags: '--eager-upload', help: 'upload outputs in the background once closed and quiet, so finalize mostly waits for the last ones' },
+  eagerQuiet: {
+    flags: '--eager-quiet <duration>', parse: parseDuration, default: 1000, defaultText: '1s',
+    help: 'with --eager-upload: how long a closed file stays untouched before it is uploaded',
+  },
+  uploadConcurrency: {
+    flags: '--upload-concurrency <n>', env: 'VHFS_UPLOAD_CONCURRENCY', parse: parseCount, default: 8,
+    help: 'outputs uploaded in parallel',
+  },
+} satisfies OptionGroup;
+
 /** `vhfs mount`. */
 export const MOUNT_OPTIONS = {
-  root: {
-    flags: '--root <dir>', env: 'VHFS_ROOT', parse: parsePath, default: '/valohai',
-    help: 'Valohai root: inputs at <root>/inputs, inputs.json at <root>/config',
-  },
+  root: ROOT_OPTION,
   inputsDir: { flags: '--inputs-dir <dir>', parse: parsePath, defaultText: '<root>/inputs', help: 'mountpoint for inputs' },
   configDir: { flags: '--config-dir <dir>', parse: parsePath, defaultText: '<root>/config', help: 'where inputs.json is written' },
   inputs: { flags: '--inputs <file>', parse: parseText, help: 'inputs from a JSON file or a valohai.yaml' },
@@ -187,6 +225,9 @@ export const MOUNT_OPTIONS = {
     flags: '--prefetch',
     help: 'fill the host cache with every input in the background, below reads in priority (as vhfs prefetch does)',
   },
+  outputs: { flags: '--no-outputs', default: true, defaultText: 'on', help: 'do not mount <root>/outputs (inputs only)' },
+  outputsOnly: { flags: '--outputs-only', help: 'mount only <root>/outputs (no inputs)' },
+  ...OUTPUTS_OPTIONS,
 } satisfies OptionGroup;
 
 /** `vhfs serve MOUNTPOINT`: the whole catalog, read-only, for browsing and for containers to bind-mount. */
@@ -266,13 +307,14 @@ export function optionsMarkdown(group: OptionGroup): string {
  * the inputs (`jobInputs`): the mountpoint itself, or with `--job-root` the same place under the job's root
  * (the host's `--root` bind-mounted at `--job-root` in the job's container).
  */
-export function valohaiPaths(o: { root: string; inputsDir?: string | undefined; configDir?: string | undefined; jobRoot?: string | undefined }): { inputs: string; config: string; jobInputs: string } {
+export function valohaiPaths(o: { root: string; inputsDir?: string | undefined; configDir?: string | undefined; outputsDir?: string | undefined; jobRoot?: string | undefined }): { inputs: string; config: string; outputs: string; jobInputs: string } {
   const inputs = path.resolve(o.inputsDir ?? path.join(o.root, 'inputs'));
   const config = path.resolve(o.configDir ?? path.join(o.root, 'config'));
-  if (o.jobRoot === undefined) return { inputs, config, jobInputs: inputs };
+  const outputs = path.resolve(o.outputsDir ?? path.join(o.root, 'outputs'));
+  if (o.jobRoot === undefined) return { inputs, config, outputs, jobInputs: inputs };
   const inside = path.relative(path.resolve(o.root), inputs);
   if (inside.startsWith('..') || path.isAbsolute(inside)) {
     throw new VhfsError('BAD_ARGUMENT', `--job-root ${o.jobRoot} stands for --root ${o.root}, but the inputs dir ${inputs} is not under it; mount under --root or drop --inputs-dir`);
   }
-  return { inputs, config, jobInputs: path.posix.join(o.jobRoot, inside) };
+  return { inputs, config, outputs, jobInputs: path.posix.join(o.jobRoot, inside) };
 }
