@@ -46,6 +46,7 @@
  * datums. Packaged, their bytes are read (once, hash-checked) from where the base stored them; unpackaged,
  * an inherited datum stored only inside a package gets its standalone blob copied out.
  */
+import { promises as fs } from 'node:fs';
 import type { Catalog } from './catalog.js';
 import { checkName } from './catalog.js';
 import type { DatumWriter } from './datum-writer.js';
@@ -71,6 +72,12 @@ export interface CreateVersionOptions {
   version: string;
   files: SourceFile[];
   from?: { collection: string; version: string; exclude?: string[] };
+  /**
+   * Files that are datums already (a job's uploaded outputs): the version refers to these datums as it does
+   * to inherited ones (replacing a base file of the same path), and packages their bytes, read from `file`
+   * when it is still on local disk, else from the store; hash-checked either way.
+   */
+  existing?: ExistingFile[];
   packaging?: boolean | { maxPartSize?: number };
   aliases?: string[];
   producer: Producer;
@@ -82,6 +89,11 @@ export interface CreateVersionOptions {
   /** @deprecated Ignored: package parts now stream straight to the store, nothing is spooled locally. */
   tmpDir?: string;
   log?: (line: string) => void;
+}
+
+export interface ExistingFile extends VersionFile {
+  /** A local copy of the datum's bytes, if there is one. */
+  file?: string;
 }
 
 export const DEFAULT_MAX_PACKAGE_SIZE = 16 * 1024 ** 3;
@@ -106,12 +118,19 @@ export async function createVersion(catalog: Catalog, opts: CreateVersionOptions
   }
   const sources = checkSources(uri, opts.files);
 
-  const inherited = new Map<string, VersionFile>();
+  const inherited = new Map<string, ExistingFile>();
   if (opts.from) {
     const exclude = new Set(opts.from.exclude ?? []);
     for (const f of await catalog.versionFiles(kind, opts.from.collection, opts.from.version)) {
       if (!exclude.has(f.path)) inherited.set(f.path, f);
     }
+  }
+  const sourcePaths = new Set(sources.map((s) => s.path));
+  for (const f of opts.existing ?? []) {
+    const bad = relativePathProblem(f.path);
+    if (bad) throw new VhfsError('UNSAFE_PATH', `${uri}: file path ${JSON.stringify(f.path)} (datum://${f.datumId}) is unsafe (${bad})`);
+    if (sourcePaths.has(f.path)) throw new VhfsError('BAD_ARGUMENT', `${uri}: "${f.path}" is given both as a file and as datum://${f.datumId}`);
+    inherited.set(f.path, f);
   }
   for (const s of sources) inherited.delete(s.path);
   if (sources.length + inherited.size === 0) throw new VhfsError('BAD_ARGUMENT', `${uri}: a version needs at least one file`);
@@ -201,7 +220,8 @@ function label(f: SourceFile): string {
 
 // ---- without packaging: one standalone blob per file ----
 
-async function writeUnpackaged(job: Job, sources: SourceFile[], inherited: VersionFile[]): Promise<VersionFile[]> {
+async function writeUnpackaged(job: Job, sources: SourceFile[], inheritedFiles: ExistingFile[]): Promise<VersionFile[]> {
+  const inherited = inheritedFiles.map(({ path, datumId, size, sha256 }): VersionFile => ({ path, datumId, size, sha256 }));
   const progress = new Progress(`${job.uri}: uploading files`, sources.length, { quiet: job.quiet, unit: 'files' });
   const uploaded = await mapLimit(sources, job.concurrency, async (f) => {
     const meta = memberMeta(job, f.path, f.size);
@@ -259,7 +279,7 @@ async function* streamOf(open: () => Promise<AsyncIterable<unknown>>): AsyncGene
 
 // ---- with packaging: files stored once, as package members ----
 
-type Item = { path: string; size: number; source: SourceFile } | { path: string; size: number; inherited: VersionFile };
+type Item = { path: string; size: number; source: SourceFile } | { path: string; size: number; inherited: ExistingFile };
 
 interface Part {
   datumId: string;
@@ -270,7 +290,7 @@ interface Part {
 async function writePackaged(
   job: Job,
   sources: SourceFile[],
-  inherited: VersionFile[],
+  inherited: ExistingFile[],
   maxPartSize: number,
 ): Promise<{ files: VersionFile[]; packages: PackageRef[] }> {
   const { catalog, writer } = job;
@@ -355,7 +375,7 @@ async function writePackaged(
     }
     const name = packagePartName(job.collection, job.version, part.part, parts.length);
     const tag = `(${job.kind} version package ${part.part}/${parts.length})`;
-    job.log(`${tag} uploading ${name} (${formatBytes(part.size)})`);
+    job.log(`${tag} uploading ${name} (${formatBytes(part.size, { decimal: true })})`); // the seed's line, units included
     job.log(`${tag} uploading to ${catalog.store.url}`);
     const rec = await writer.putRecord(up.datumId, {
       name, size: part.size, producer: { ...job.producer, tool: `${job.producer.tool} (packaging)` },
@@ -369,7 +389,8 @@ async function writePackaged(
   const files: VersionFile[] = [];
   for (const item of items) {
     if ('inherited' in item) {
-      files.push(item.inherited);
+      const { path, datumId, size, sha256 } = item.inherited;
+      files.push({ path, datumId, size, sha256 });
       continue;
     }
     const where = placed.get(item.path);
@@ -384,8 +405,25 @@ async function writePackaged(
   return { files, packages: refs };
 }
 
-/** An inherited file's bytes from where its datum stores them, hash-checked as they pass. */
-async function* inheritedBytes(job: Job, f: VersionFile): AsyncGenerator<Uint8Array> {
+/**
+ * An inherited (or existing) file's bytes from its local copy if it has one, else from where its datum
+ * stores them, hash-checked as they pass.
+ */
+async function* inheritedBytes(job: Job, f: ExistingFile): AsyncGenerator<Uint8Array> {
+  if (f.file !== undefined) {
+    const local = await fs.stat(f.file).then((st) => st.isFile() && st.size === f.size, () => false);
+    if (local) {
+      const hasher = new ContentHasher();
+      for await (const chunk of streamFileOnce(f.file, { label: f.file, size: f.size })) {
+        hasher.update(chunk);
+        yield chunk;
+      }
+      if (hasher.finish().sha256 !== f.sha256) {
+        throw new VhfsError('INTEGRITY', `${job.uri}: "${f.path}" (${f.file}) changed since it was stored as datum://${f.datumId}: it no longer matches its sha256`);
+      }
+      return;
+    }
+  }
   const datum = await job.catalog.getDatum(f.datumId);
   const stream = datum.packed
     ? await job.catalog.store.getStream(datum.packed.key, { offset: datum.packed.offset, length: datum.size })

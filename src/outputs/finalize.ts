@@ -303,7 +303,7 @@ async function applyVersions(
     try {
       const rec = await createVersionFromOutputs(ctx.catalog, {
         request: req, members, packaging: req.packaging && run.packaging, producer: run.producer,
-        tmpDir: ctx.staging.tmpDir(run.id), quiet: ctx.quiet ?? false, log,
+        quiet: ctx.quiet ?? false, log,
         ...(ctx.maxPackageSize ? { maxPackageSize: ctx.maxPackageSize } : {}),
       });
       ctx.journal.setAction(run.id, key, 'done');

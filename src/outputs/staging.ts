@@ -47,10 +47,6 @@ export class StagingArea {
     return path.join(this.dir, 'runs', run, 'live', uploadId);
   }
 
-  tmpDir(run: string): string {
-    return path.join(this.dir, 'runs', run, 'tmp');
-  }
-
   async createRunDirs(run: string): Promise<void> {
     await fs.mkdir(this.treeDir(run), { recursive: true });
     await fs.mkdir(path.dirname(this.liveFile(run, 'x')), { recursive: true });

@@ -48,10 +48,12 @@ export class Progress {
   }
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+/** `decimal`: kB, MB, GB (powers of 1000), as Valohai's own log lines print sizes. */
+export function formatBytes(n: number, opts: { decimal?: boolean } = {}): string {
+  const base = opts.decimal ? 1000 : 1024;
+  const units = opts.decimal ? ['B', 'kB', 'MB', 'GB', 'TB'] : ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let u = 0;
-  while (n >= 1024 && u < units.length - 1) { n /= 1024; u++; }
+  while (n >= base && u < units.length - 1) { n /= base; u++; }
   return `${u === 0 ? Math.round(n) : n.toFixed(1)} ${units[u]}`;
 }
 

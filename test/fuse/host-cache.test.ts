@@ -109,6 +109,20 @@ async function allocated(dir: string): Promise<number> {
   return bytes;
 }
 
+/**
+ * `vhfs cache stats` once it shows `settled`: each process adds its counters to the cache's record once a
+ * second, so a read that just ended may not be counted yet. Gives up (returning the last answer) after 5 s.
+ */
+async function statsWhen<T>(cacheDir: string, settled: (stats: T) => boolean, args: string[] = []): Promise<T> {
+  let last = await cacheJson<T>(cacheDir, [...args, 'cache', 'stats']);
+  const until = Date.now() + 5_000;
+  while (!settled(last) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 100));
+    last = await cacheJson<T>(cacheDir, [...args, 'cache', 'stats']);
+  }
+  return last;
+}
+
 async function cacheJson<T>(cacheDir: string, args: string[]): Promise<T> {
   const r = await run(process.execPath, [BIN, '--home', path.join(work, 'inspector'), '--cache-dir', cacheDir, '--json', ...args]);
   if (r.code !== 0) throw new Error(`vhfs ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
@@ -126,7 +140,7 @@ test.serial('four daemons over one cache dir read every file of a version at onc
   t.log(`package ${size} bytes; store bytes while 4 jobs read it: ${storeBytes} (${(storeBytes / size).toFixed(3)}×)`);
   t.true(storeBytes <= 1.05 * size, `${storeBytes} bytes from the store for a ${size}-byte package`);
 
-  const stats = await cacheJson<{ storeBytes: number; diskBytes: number; waits: number; hitRatio: number }>(cacheDir, ['cache', 'stats']);
+  const stats = await statsWhen<{ storeBytes: number; diskBytes: number; waits: number; hitRatio: number }>(cacheDir, (st) => st.diskBytes >= 2 * size);
   t.log(`cache stats: ${JSON.stringify(stats)}`);
   t.true(stats.diskBytes >= 2 * size, 'the other jobs were served from the cache');
   const info = await cacheJson<{ datasets: Array<{ label: string; bytes: number }>; presentBytes: number }>(cacheDir, ['cache', 'info']);
@@ -167,7 +181,7 @@ test.serial('under a quota smaller than the data, reads stay right and the cache
   largest = Math.max(largest, await allocated(cacheDir));
   t.log(`quota ${quota}; the most the cache dir took: ${largest}`);
   t.true(largest <= quota + 2 * block, `${largest} bytes on disk, quota ${quota} + 2 blocks`);
-  const stats = await cacheJson<{ evictions: number; notKept: number; diskBytes: number }>(cacheDir, ['--cache-size', String(quota), 'cache', 'stats']);
+  const stats = await statsWhen<{ evictions: number; notKept: number; diskBytes: number }>(cacheDir, (st) => st.evictions + st.notKept > 0, ['--cache-size', String(quota)]);
   t.true(stats.evictions + stats.notKept > 0, 'the quota made blocks go or not be kept');
   // What the cache kept serves the next job: a fresh daemon reads the dataset it holds most of.
   const info = await cacheJson<{ datasets: Array<{ label: string; bytes: number }> }>(cacheDir, ['--cache-size', String(quota), 'cache', 'info']);
@@ -175,7 +189,7 @@ test.serial('under a quota smaller than the data, reads stay right and the cache
   t.true(held.bytes > 0);
   const next = await job(t, 'quota3', cacheDir, [`c=${held.label}`], args);
   t.deepEqual(sorted(await python<Record<string, string>>(PY_READ_IN_ORDER, [path.join(next.mnt, 'c')])), expected(held.label.replace('dataset://', '')));
-  const after = await cacheJson<{ diskBytes: number }>(cacheDir, ['cache', 'stats']);
+  const after = await statsWhen<{ diskBytes: number }>(cacheDir, (st) => st.diskBytes > stats.diskBytes);
   t.true(after.diskBytes > stats.diskBytes, 'the new job read what the cache held from it');
   t.true(await allocated(cacheDir) <= quota + 3 * block);
 });
@@ -232,7 +246,7 @@ test.serial('a prefetch killed while filling leaves a cache that verifies, and t
   t.deepEqual(sorted(await python<Record<string, string>>(PY_READ_IN_ORDER, [path.join(j.mnt, 'd')])), expected('hc/v1'));
   const log = await fs.readFile(j.log, 'utf8');
   t.false(/host cache/.test(log), `the daemon had trouble with the cache:\n${log}`);
-  const stats = await cacheJson<{ diskBytes: number }>(cacheDir, ['cache', 'stats']);
+  const stats = await statsWhen<{ diskBytes: number }>(cacheDir, (st) => st.diskBytes > 0);
   t.true(stats.diskBytes > 0, 'what the killed prefetch kept was used');
   t.deepEqual((await cacheJson<{ bad: unknown[] }>(cacheDir, ['cache', 'verify'])).bad, []);
   t.false(pidAlive(child.pid!));

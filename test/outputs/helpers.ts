@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { Catalog } from '../../src/catalog/catalog.js';
-import { storeKeys, type DatumRecord, type Producer } from '../../src/catalog/index.js';
+import { storeKeys, type DatumBatchRecord, type DatumRecord, type Producer } from '../../src/catalog/index.js';
 import { currentOwner, Journal, type RunRow } from '../../src/outputs/journal.js';
 import { StagingArea } from '../../src/outputs/staging.js';
 import type { FinalizeContext } from '../../src/outputs/finalize.js';
@@ -63,9 +63,14 @@ export async function outputsEnv(t: ExecutionContext, opts: { packaging?: boolea
 
 /** Every datum record in the store (the truth, not the catalog's SQLite). */
 export async function storeDatums(store: ObjectStore): Promise<DatumRecord[]> {
+  // Records written on their own, and those written 4096 to a batch object (datums/batches/).
   const page = await store.list(storeKeys.datumsPrefix);
   const out: DatumRecord[] = [];
-  for (const o of page.objects) out.push(JSON.parse((await store.get(o.key)).toString('utf8')) as DatumRecord);
+  for (const o of page.objects) {
+    const record = JSON.parse((await store.get(o.key)).toString('utf8')) as DatumRecord | DatumBatchRecord;
+    if ('records' in record) out.push(...record.records);
+    else out.push(record);
+  }
   return out;
 }
 
