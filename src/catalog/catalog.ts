@@ -47,6 +47,7 @@ import {
   readJson,
   writeDatumRecord,
   writeVersionRecord,
+  blobDatumRecord,
 } from './store-records.js';
 import type {
   AliasKind,
@@ -131,18 +132,7 @@ export class Catalog {
     if (meta.size !== undefined && meta.size !== digest.size) {
       throw new VhfsError('INTEGRITY', `datum "${meta.name}": expected ${meta.size} bytes, got ${digest.size}`);
     }
-    const rec: DatumRecord = {
-      id: uuidv7(),
-      name: meta.name,
-      size: digest.size,
-      sha256: digest.sha256,
-      ctime: new Date().toISOString(),
-      blobKey: keys.blob(digest.sha256),
-      producer: meta.producer,
-      tags: [...new Set(meta.tags ?? [])],
-      properties: meta.properties ?? {},
-      ...(meta.package ? { package: meta.package } : {}),
-    };
+    const rec = blobDatumRecord(uuidv7(), meta, digest);
     await writeDatumRecord(this.store, rec);
     this.db.insertDatums([rec]);
     return rec;
