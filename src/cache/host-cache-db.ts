@@ -18,7 +18,8 @@
  * because a block lost with the last transactions on power loss is only fetched again. Checkpoints are
  * frequent (every 64 pages) and the WAL file is cut back to 256 KiB: the record's files count toward the quota.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openSharedDb } from '../util/sqlite.js';
 
 const SCHEMA = `
   CREATE TABLE objects (
@@ -93,25 +94,10 @@ export type CounterName = (typeof COUNTER_NAMES)[number];
 export const DB_FILE = 'host-cache.db';
 
 export function openRecord(file: string): Database.Database {
-  const db = new Database(file);
-  try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('busy_timeout = 2000');
-    db.pragma('synchronous = NORMAL');
-    db.pragma('wal_autocheckpoint = 64');
-    db.pragma('journal_size_limit = 262144');
-    // Two processes may open a new cache at once: the schema is made in one immediate transaction.
-    db.transaction(() => {
-      if ((db.pragma('user_version', { simple: true }) as number) === 0) {
-        db.exec(SCHEMA);
-        db.pragma('user_version = 1');
-      }
-    }).immediate();
-    return db;
-  } catch (err) {
-    db.close();
-    throw err;
-  }
+  return openSharedDb(file, {
+    busyTimeoutMs: 2000, migrations: [SCHEMA], label: `host cache record ${file}`,
+    pragmas: ['wal_autocheckpoint = 64', 'journal_size_limit = 262144'],
+  });
 }
 
 /** The prepared statements of the record, named by what they do. */

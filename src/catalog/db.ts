@@ -14,6 +14,7 @@
  */
 import Database from 'better-sqlite3';
 import { VhfsError } from '../util/errors.js';
+import { openSharedDb } from '../util/sqlite.js';
 import type {
   AliasKind,
   AliasRecord,
@@ -171,41 +172,20 @@ export class CatalogDb {
 
   constructor(readonly path: string) {
     try {
-      this.db = new Database(path);
+      this.db = openSharedDb(path, {
+        busyTimeoutMs: 10_000, migrations: MIGRATIONS, label: `catalog database ${path}`,
+        // 64 MiB: million-row version inserts stay in cache. Foreign keys off: records arrive in any order.
+        pragmas: ['foreign_keys = OFF', 'cache_size = -65536'],
+      });
     } catch (err) {
+      if (err instanceof VhfsError) throw err;
       throw new VhfsError('STORE', `catalog database ${path}: cannot open (${(err as Error).message})`, { cause: err });
     }
-    // busy_timeout first: two processes opening a fresh catalog at once both switch it to WAL.
-    this.db.pragma('busy_timeout = 10000');
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = OFF');
-    this.db.pragma('cache_size = -65536'); // 64 MiB: million-row version inserts stay in cache
-    this.migrate();
     this.st = this.prepare();
   }
 
   close(): void {
     this.db.close();
-  }
-
-  private migrate(): void {
-    const done = this.db.pragma('user_version', { simple: true }) as number;
-    if (done > MIGRATIONS.length) {
-      throw new VhfsError(
-        'UNSUPPORTED',
-        `catalog database ${this.path}: schema version ${done} is newer than this vhfs (${MIGRATIONS.length})`,
-      );
-    }
-    for (let i = done; i < MIGRATIONS.length; i++) {
-      this.db.transaction(() => {
-        // Another process may have run this migration between our read and our write lock.
-        const now = this.db.pragma('user_version', { simple: true }) as number;
-        if (now > i) return;
-        this.db.exec(MIGRATIONS[i]);
-        this.db.pragma(`user_version = ${i + 1}`);
-      }).immediate();
-    }
   }
 
   private prepare() {

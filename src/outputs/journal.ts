@@ -20,7 +20,8 @@
  * WAL with `synchronous=NORMAL`: a committed transaction survives the process being killed (SIGKILL); only
  * a power loss can drop the last commits, and staged file data is not fsynced either (docs/OUTPUTS.md).
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openSharedDb } from '../util/sqlite.js';
 import { readFileSync } from 'node:fs';
 import type { Producer } from '../catalog/types.js';
 import { uuidv7 } from '../util/ids.js';
@@ -210,17 +211,7 @@ export class Journal {
   private readonly st;
 
   private constructor(readonly file: string) {
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 10000');
-    const version = this.db.pragma('user_version', { simple: true }) as number;
-    for (let i = version; i < MIGRATIONS.length; i++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[i]);
-        this.db.pragma(`user_version = ${i + 1}`);
-      }).immediate();
-    }
+    this.db = openSharedDb(file, { busyTimeoutMs: 10_000, migrations: MIGRATIONS, label: `outputs journal ${file}` });
     this.st = {
       run: this.db.prepare('SELECT * FROM runs WHERE id = ?'),
       runs: this.db.prepare('SELECT * FROM runs ORDER BY id'),
