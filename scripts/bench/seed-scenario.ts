@@ -1,25 +1,41 @@
 /**
- * The seed's scenario (issue 13): a dataset of many small files in an S3 bucket at cloud latency, and a
- * job that needs every file. s3rver stands in for S3, behind the loopback fault proxy adding a round trip
- * per request (20 ms by default, like a nearby region), run in its own process; every figure of store
- * traffic comes from the proxy's counters (requests and response bytes on the wire).
+ * The seed's scenario (issue 13): a dataset of many small files in a cloud bucket at cloud latency, and a
+ * job that needs every file. A local server stands in for the cloud (`--backend`): s3rver for S3, azurite
+ * for Azure Blob, the test GCS JSON-API server (`test/servers/gcs-server.ts`) for GCS, each in its own
+ * process behind the loopback fault proxy adding a round trip per request (20 ms by default, like a nearby
+ * region), also in its own process; every figure of store traffic comes from the proxy's counters
+ * (requests and response bytes on the wire).
  *
- *   node dist/scripts/bench/seed-scenario.js [--files N] [--file-size B] [--dirs N] [--latency-ms MS]
- *        [--budget S] [--phases a,b,c,d,e] [--parallel N] [--work DIR] [--skip-drop-caches]
- *   env: BENCH_FILES, BENCH_FILE_SIZE, BENCH_LATENCY_MS, BENCH_BUDGET, BENCH_WORK override the defaults.
+ *   node dist/scripts/bench/seed-scenario.js [--backend s3|azure|gcs] [--files N] [--file-size B] [--dirs N]
+ *        [--latency-ms MS] [--budget S] [--phases a,b,c,d,e] [--parallel N] [--work DIR] [--skip-drop-caches]
+ *   env: BENCH_BACKEND, BENCH_FILES, BENCH_FILE_SIZE, BENCH_DIRS, BENCH_LATENCY_MS, BENCH_BUDGET, BENCH_PHASES,
+ *        BENCH_PARALLEL, BENCH_WORK override the defaults.
  *
- * Defaults: 20,000 files × 10 KiB in 100 dirs, 20 ms round trip, 32 in parallel, 180 s budget per phase,
- * work dir /tmp/vhfs-seed.
+ * Defaults: S3, 20,000 files × 10 KiB in 100 dirs, 20 ms round trip, 32 in parallel, 180 s budget per
+ * phase, work dir /tmp/vhfs-seed-<backend>.
  *
- * Setup (not measured, reused while its parameters match: a stamp in WORK): the files under WORK/tree,
- * s3rver's data under WORK/s3rver (bucket `seed-bench`), and `vhfs dataset create seed/v1 … --package`
- * through the S3 conditional-write shim with no added latency, into `s3://seed-bench/seed` with its
- * catalog in WORK/home. Every file is then both its own object (its content-addressed blob) and a member
- * of the package, so phases (a) and (b) read exactly what a per-file copy and a package download would.
+ * The backends differ only in a `Backend` record (how to start and stop the server, the store URL for an
+ * endpoint, the environment that gives vhfs its credentials: the AWS keys s3rver accepts, azurite's
+ * well-known development account key, none for the loopback GCS server); the phases are one code path.
+ * vhfs finds the server through the store URL's `?endpoint=` (docs/STORES.md), pointing at the proxy.
+ *
+ * Setup (not measured, reused while its parameters and the backend match: a stamp in WORK): the files
+ * under WORK/tree, and `vhfs dataset create seed/v1 … --package` with no added latency into bucket (Azure:
+ * container) `seed-bench`, prefix `seed`, with its catalog in WORK/home; S3 writes go through the
+ * conditional-write shim, azurite and the GCS server do conditional writes themselves. s3rver keeps its
+ * data in WORK/s3rver; azurite and the GCS server keep theirs in memory, so after the create every object
+ * is saved under WORK/objects and put back (no added latency, not measured) each time the server starts.
+ * Each file is also put as an object of its own, `seed/files/<path>` (a packaged version stores its files
+ * only inside the package), so phases (a) and (b) read exactly what a per-file copy of a bucket of plain
+ * files and a package download would.
  *
  * Phases (all through the proxy):
- *   a   download every file as its own object (S3 GetObject of its blob), 1 at a time, then N at a time
- *   b   download the package (one streamed GET), `unzip` it, read every extracted file
+ *   a   download every file as its own object (`seed/files/<path>`), 1 at a time, then N at a time: one
+ *       whole-object GET per file with vhfs's store for the backend, i.e. what a per-file copy with that
+ *       cloud's client does (S3: the AWS SDK's GetObject; Azure: @azure/storage-blob's download; GCS: a
+ *       plain HTTP GET of `…/o/NAME?alt=media`, the JSON API's media download, which is how GcsStore
+ *       reads). The proxy's GET count shows it is one request per file.
+ *   b   download the package (one streamed GET, the same store), `unzip` it, read every extracted file
  *   c   `vhfs mount` (cold: no cached index or block) → first byte of one file
  *   d   `vhfs mount` cold → read every file in path order; again cold → in a fixed shuffled order
  *   e   the same warm: a second mount each, with the disk block tier and index left from (d)
@@ -32,25 +48,29 @@
  * under WORK is detached, the daemons stopped, and the servers stopped.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { Catalog } from '../../src/catalog/catalog.js';
-import { keys } from '../../src/catalog/store-records.js';
 import { clearStaleMount, listMounts } from '../../src/fuse/mountpoint.js';
-import { S3Store } from '../../src/store/s3.js';
+import { openStore, type ObjectStore } from '../../src/store/index.js';
 import { mapLimit } from '../../src/util/concurrency.js';
-import { startS3rver, S3RVER_CREDENTIALS, type S3rverServer } from '../../test/servers/s3rver.js';
-import { startS3ConditionalShim, type ConditionalShim } from '../../test/servers/s3-conditional-shim.js';
+import { startS3rver, S3RVER_CREDENTIALS } from '../../test/servers/s3rver.js';
+import { startS3ConditionalShim } from '../../test/servers/s3-conditional-shim.js';
+import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from '../../test/servers/azurite.js';
 import { rng } from '../../test/helpers/rng.js';
 import { startFaultProxyProcess, type FaultProxyProcess } from '../../test/servers/fault-proxy.js';
+import { startGcsServerProcess } from './gcs-server-process.js';
 
 // ------------------------------------------------------------------------------------------------ config
 
+const BACKEND_NAMES = ['s3', 'azure', 'gcs'] as const;
+type BackendName = (typeof BACKEND_NAMES)[number];
+
 interface Config {
-  work: string; files: number; fileSize: number; dirs: number; latencyMs: number; budgetSeconds: number;
+  backend: BackendName; work: string; files: number; fileSize: number; dirs: number; latencyMs: number; budgetSeconds: number;
   phases: Set<string>; parallel: number; dropCaches: boolean;
 }
 
@@ -60,8 +80,11 @@ function parseConfig(argv: string[]): Config {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : env[envName] ?? def;
   };
+  const backend = opt('--backend', 'BENCH_BACKEND', 's3') as BackendName;
+  if (!BACKEND_NAMES.includes(backend)) throw new Error(`unknown backend ${backend} (${BACKEND_NAMES.join(', ')})`);
   const cfg: Config = {
-    work: resolve(opt('--work', 'BENCH_WORK', '/tmp/vhfs-seed')),
+    backend,
+    work: resolve(opt('--work', 'BENCH_WORK', `/tmp/vhfs-seed-${backend}`)),
     files: Number(opt('--files', 'BENCH_FILES', '20000')),
     fileSize: Number(opt('--file-size', 'BENCH_FILE_SIZE', '10240')),
     dirs: Number(opt('--dirs', 'BENCH_DIRS', '100')),
@@ -89,56 +112,152 @@ const BUCKET = 'seed-bench';
 const PREFIX = 'seed';
 const VHFS = fileURLToPath(new URL('../../../bin/vhfs.js', import.meta.url));
 const READER = fileURLToPath(new URL('./reader.js', import.meta.url));
-const S3_ENV = { AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' };
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 
 const dirName = (d: number) => `d${String(d).padStart(3, '0')}`;
 const relFiles = () => Array.from({ length: cfg.files }, (_, f) => `${dirName(f % cfg.dirs)}/f${String(f).padStart(7, '0')}.bin`).sort();
 
+// ------------------------------------------------------------------------------------------------ backends
+
+/** A started server: `writeEndpoint` takes the setup's conditional writes, the proxy forwards to `endpoint`. */
+interface Started { endpoint: string; writeEndpoint: string; stop(): Promise<void> }
+
+interface Backend {
+  /** For the results header: what stands in for the cloud. */
+  server: string;
+  /** Its data outlives the server (s3rver: WORK/s3rver); otherwise the objects are saved and put back. */
+  keepsData: boolean;
+  /** Credentials as a user would give them: the environment of vhfs and of this process's store clients. */
+  env: Record<string, string>;
+  start(): Promise<Started>;
+  /** The store URL vhfs and the phases use, reaching the server at `endpoint`. */
+  storeUrl(endpoint: string): string;
+}
+
+const BACKENDS: Record<BackendName, Backend> = {
+  s3: {
+    server: 's3rver',
+    keepsData: true,
+    env: { AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' },
+    async start() {
+      mkdirSync(join(cfg.work, 's3rver'), { recursive: true });
+      const s3 = await startS3rver({ bucket: BUCKET, dir: join(cfg.work, 's3rver') });
+      // s3rver ignores If-None-Match/If-Match on PUT; the shim adds them (the catalog's writes need them).
+      const shim = await startS3ConditionalShim(s3.endpoint).catch(async (err: unknown) => { await s3.stop(); throw err; });
+      return { endpoint: s3.endpoint, writeEndpoint: shim.endpoint, stop: async () => { await shim.stop(); await s3.stop(); } };
+    },
+    storeUrl: (endpoint) => `s3://${BUCKET}/${PREFIX}?endpoint=${encodeURIComponent(endpoint)}&path_style=true`,
+  },
+  azure: {
+    server: 'azurite',
+    keepsData: false,
+    env: { AZURE_STORAGE_KEY: AZURITE_KEY },
+    async start() {
+      const azure = await startAzurite();
+      try {
+        const { BlobServiceClient } = await import('@azure/storage-blob');
+        await BlobServiceClient.fromConnectionString(azure.connectionString).getContainerClient(BUCKET).create();
+      } catch (err) {
+        await azure.stop();
+        throw err;
+      }
+      return { endpoint: azure.endpoint, writeEndpoint: azure.endpoint, stop: () => azure.stop() };
+    },
+    // A loopback endpoint without a path is taken as an emulator: the account goes in the path.
+    storeUrl: (endpoint) => `az://${AZURITE_ACCOUNT}/${BUCKET}/${PREFIX}?endpoint=${encodeURIComponent(endpoint)}`,
+  },
+  gcs: {
+    server: 'the test GCS JSON-API server',
+    keepsData: false,
+    env: {},
+    async start() {
+      const gcs = await startGcsServerProcess([BUCKET]);
+      return { endpoint: gcs.endpoint, writeEndpoint: gcs.endpoint, stop: () => gcs.stop() };
+    },
+    storeUrl: (endpoint) => `gs://${BUCKET}/${PREFIX}?endpoint=${encodeURIComponent(endpoint)}`,
+  },
+};
+
+const backend = BACKENDS[cfg.backend];
+// The store clients of this process (openStore) and the vhfs children read their credentials from here.
+Object.assign(process.env, backend.env);
+
 // ------------------------------------------------------------------------------------------------ setup
 
-let s3: S3rverServer | undefined;
-let shim: ConditionalShim | undefined;
+let server: Started | undefined;
 let proxy: FaultProxyProcess | undefined;
 
-const storeUrl = (endpoint: string) => `s3://${BUCKET}/${PREFIX}?endpoint=${encodeURIComponent(endpoint)}&path_style=true`;
+const SAVED = join(cfg.work, 'objects');
+/** Where phase (a) finds a file as an object of its own: under the store's prefix, beside vhfs's layout. */
+const fileObjectKey = (rel: string) => `files/${rel}`;
+
+/**
+ * Every file of the tree as its own object, as a bucket of plain files is laid out. vhfs does not make
+ * them: a packaged version stores its files only inside the package (no standalone blob per file).
+ */
+async function putFileObjects(store: ObjectStore): Promise<void> {
+  log(`setup: putting ${cfg.files} files as objects under ${fileObjectKey('')}`);
+  await mapLimit(relFiles(), 16, async (rel) => { await store.put(fileObjectKey(rel), readFileSync(join(TREE, rel))); });
+}
+
+/** Every object under the store's prefix into WORK/objects (the in-memory servers forget them on exit). */
+async function saveObjects(store: ObjectStore): Promise<void> {
+  const { objects } = await store.list('');
+  log(`setup: saving ${objects.length} objects in ${SAVED}`);
+  await mapLimit(objects, 16, async (o) => {
+    mkdirSync(dirname(join(SAVED, o.key)), { recursive: true });
+    await pipeline(await store.getStream(o.key), createWriteStream(join(SAVED, o.key)));
+  });
+}
+
+/** The saved objects back into a fresh in-memory server, under the same keys. */
+async function restoreObjects(store: ObjectStore): Promise<void> {
+  const files = readdirSync(SAVED, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name));
+  log(`setup: putting back ${files.length} saved objects`);
+  await mapLimit(files, 16, async (file) => { await store.put(relative(SAVED, file), readFileSync(file)); });
+}
 
 async function setup(): Promise<void> {
   const stampFile = join(cfg.work, 'stamp.json');
-  const stamp = JSON.stringify({ files: cfg.files, fileSize: cfg.fileSize, dirs: cfg.dirs, v: 1 });
+  const stamp = JSON.stringify({ backend: cfg.backend, files: cfg.files, fileSize: cfg.fileSize, dirs: cfg.dirs, v: 2 });
   const fresh = !(existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp);
   if (fresh) {
     log(`setup: generating ${cfg.files} files × ${cfg.fileSize} B in ${TREE}`);
-    for (const d of ['tree', 's3rver', 'home']) rmSync(join(cfg.work, d), { recursive: true, force: true });
+    rmSync(stampFile, { force: true });
+    for (const d of ['tree', 's3rver', 'objects', 'home']) rmSync(join(cfg.work, d), { recursive: true, force: true });
     for (let d = 0; d < cfg.dirs; d++) mkdirSync(join(TREE, dirName(d)), { recursive: true });
     for (const rel of relFiles()) writeFileSync(join(TREE, rel), randomBytes(cfg.fileSize));
   }
-  mkdirSync(join(cfg.work, 's3rver'), { recursive: true });
-  s3 = await startS3rver({ bucket: BUCKET, dir: join(cfg.work, 's3rver') });
-  shim = await startS3ConditionalShim(s3.endpoint);
+  log(`setup: starting ${backend.server}`);
+  server = await backend.start();
+  const direct = openStore(backend.storeUrl(server.writeEndpoint));
   if (fresh) {
     log('setup: vhfs dataset create seed/v1 --package (no added latency; a few minutes for 20,000 files)');
     const t0 = performance.now();
-    const r = await vhfs(['--store', storeUrl(shim.endpoint), '--quiet', 'dataset', 'create', 'seed/v1', TREE, '--package'], { timeoutMs: 3_600_000 });
+    const r = await vhfs(['--store', backend.storeUrl(server.writeEndpoint), '--quiet', 'dataset', 'create', 'seed/v1', TREE, '--package'], { timeoutMs: 3_600_000 });
     if (r.code !== 0) throw new Error(`dataset create failed (${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`);
     log(`setup: dataset created in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    await putFileObjects(direct);
+    if (!backend.keepsData) await saveObjects(direct);
     writeFileSync(stampFile, stamp);
+  } else if (!backend.keepsData) {
+    await restoreObjects(direct);
   }
   // In its own process, so the clients measured here (phase a, b) do not compete with it for this one's CPU.
-  proxy = await startFaultProxyProcess(s3.endpoint, { latencyMs: cfg.latencyMs });
+  proxy = await startFaultProxyProcess(server.endpoint, { latencyMs: cfg.latencyMs });
 }
 
-interface DatasetInfo { blobKeys: string[]; packageKey: string; packageSize: number; paths: string[] }
+interface DatasetInfo { objectKeys: string[]; packageKey: string; packageSize: number; paths: string[] }
 
 async function datasetInfo(): Promise<DatasetInfo> {
-  const store = new S3Store({ bucket: BUCKET, prefix: `${PREFIX}/`, endpoint: shim!.endpoint, pathStyle: true, credentials: { ...S3RVER_CREDENTIALS } });
+  const store = openStore(backend.storeUrl(server!.writeEndpoint));
   const catalog = await Catalog.open({ store, dbPath: join(HOME, 'catalog.sqlite') });
   try {
     const summary = await catalog.getVersionSummary('dataset', 'seed', 'v1');
     if (summary.packages.length !== 1) throw new Error(`seed/v1 has ${summary.packages.length} packages, expected 1`);
     const pkg = await catalog.getDatum(summary.packages[0].datumId);
     const files = [...(await catalog.versionFiles('dataset', 'seed', 'v1'))];
-    return { blobKeys: files.map((f) => keys.blob(f.sha256)), packageKey: pkg.blobKey, packageSize: pkg.size, paths: files.map((f) => f.path).sort() };
+    return { objectKeys: files.map((f) => fileObjectKey(f.path)).sort(), packageKey: pkg.blobKey, packageSize: pkg.size, paths: files.map((f) => f.path).sort() };
   } finally {
     catalog.close();
   }
@@ -163,7 +282,7 @@ function run(file: string, args: string[], opts: { env?: Record<string, string>;
   });
 }
 
-const vhfs = (args: string[], opts: { timeoutMs?: number } = {}) => run(process.execPath, [VHFS, '--home', HOME, ...args], { env: S3_ENV, ...opts });
+const vhfs = (args: string[], opts: { timeoutMs?: number } = {}) => run(process.execPath, [VHFS, '--home', HOME, ...args], opts);
 
 function dropCaches(): void {
   if (cfg.dropCaches) spawnSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']);
@@ -217,7 +336,7 @@ const rows: Row[] = [];
 const budgetMs = () => cfg.budgetSeconds * 1000;
 
 async function mount(extra: string[] = []): Promise<void> {
-  const r = await vhfs(['--store', storeUrl(proxy!.endpoint), 'mount', '--root', MNT, '--input', 'seed=dataset://seed/v1', '--stats-file', join(cfg.work, 'mount-stats.json'), ...extra], { timeoutMs: budgetMs() + 60_000 });
+  const r = await vhfs(['--store', backend.storeUrl(proxy!.endpoint), 'mount', '--root', MNT, '--input', 'seed=dataset://seed/v1', '--stats-file', join(cfg.work, 'mount-stats.json'), ...extra], { timeoutMs: budgetMs() + 60_000 });
   if (r.code !== 0) throw new Error(`vhfs mount failed (${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`);
 }
 
@@ -234,21 +353,21 @@ function clearCache(): void {
 
 async function phaseA(info: DatasetInfo): Promise<void> {
   for (const parallel of [1, cfg.parallel]) {
-    const store = new S3Store({ bucket: BUCKET, prefix: `${PREFIX}/`, endpoint: proxy!.endpoint, pathStyle: true, credentials: { ...S3RVER_CREDENTIALS }, maxSockets: Math.max(64, parallel) });
+    const store = openStore(backend.storeUrl(proxy!.endpoint), { maxSockets: Math.max(64, parallel) });
     log(`a: every file as its own object, ${parallel} at a time`);
     const deadline = performance.now() + budgetMs();
     let done = 0;
     let next = 0;
     const t0 = performance.now();
     const m = await metered(() => mapLimit(Array.from({ length: parallel }), parallel, async () => {
-      while (next < info.blobKeys.length && performance.now() < deadline) {
-        const data = await store.get(info.blobKeys[next++]);
+      while (next < info.objectKeys.length && performance.now() < deadline) {
+        const data = await store.get(info.objectKeys[next++]);
         if (data.length !== cfg.fileSize) throw new Error(`object of ${data.length} bytes, expected ${cfg.fileSize}`);
         done++;
       }
     }));
     const seconds = (performance.now() - t0) / 1000;
-    rows.push({ phase: 'a', what: `every file as its own object, ${parallel} at a time`, seconds, files: done, gets: m.gets, bytes: m.bytes, truncated: done < info.blobKeys.length });
+    rows.push({ phase: 'a', what: `every file as its own object, ${parallel} at a time`, seconds, files: done, gets: m.gets, bytes: m.bytes, truncated: done < info.objectKeys.length });
   }
 }
 
@@ -256,7 +375,7 @@ async function phaseB(info: DatasetInfo): Promise<{ downloadSeconds: number }> {
   const dir = join(cfg.work, 'b');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const store = new S3Store({ bucket: BUCKET, prefix: `${PREFIX}/`, endpoint: proxy!.endpoint, pathStyle: true, credentials: { ...S3RVER_CREDENTIALS } });
+  const store = openStore(backend.storeUrl(proxy!.endpoint));
   dropCaches();
   log('b: download the package, unzip it, read every file');
   const zip = join(dir, 'package.zip');
@@ -325,9 +444,9 @@ const fmtBytes = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 
 function report(info: DatasetInfo | undefined, downloadSeconds: number | undefined, started: string): string {
   const total = info?.paths.length ?? cfg.files;
   const lines = [
-    `## Seed scenario ${started}`,
+    `## Seed scenario, ${cfg.backend} (${backend.server}), ${started}`,
     '',
-    `${total} files × ${cfg.fileSize} B (${cfg.dirs} dirs), one package of ${info ? fmtBytes(info.packageSize) : '?'}; S3 = s3rver behind the ` +
+    `${total} files × ${cfg.fileSize} B (${cfg.dirs} dirs), one package of ${info ? fmtBytes(info.packageSize) : '?'}; ${cfg.backend} = ${backend.server} behind the ` +
       `loopback delay proxy at ${cfg.latencyMs} ms per request round trip; ${cfg.parallel} in parallel where parallel; budget ${cfg.budgetSeconds} s per phase; ` +
       `GETs and store bytes counted by the proxy. ${readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length} CPUs, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')} at the end.`,
     '',
@@ -358,9 +477,8 @@ async function cleanup(): Promise<void> {
     await clearStaleMount(m.mountPoint, { force: true }).catch((e: unknown) => log(`cleanup: ${(e as Error).message}`));
   }
   await proxy?.stop();
-  await shim?.stop();
-  await s3?.stop();
-  proxy = shim = s3 = undefined;
+  await server?.stop();
+  proxy = server = undefined;
 }
 
 async function main(): Promise<void> {
