@@ -4,6 +4,7 @@
  * error's kind (docs in README: 2 bad input, 3 not found, 4 conflict, 5 bad package/data, 6 store, 7 unsupported).
  * Options are declared in `src/config/options.ts`.
  */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { Context, type GlobalOptions } from './context.js';
 import { describeError, isVhfsError } from '../util/errors.js';
@@ -15,9 +16,19 @@ import { registerServeCommands } from './serve-commands.js';
 import { registerOutputsCommands } from './outputs-commands.js';
 import { DAEMON_COMMAND, receiveDaemonArgs } from '../fuse/daemon.js';
 
+/** The version in package.json (dist/src/cli/main.js → the repository's root). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function buildProgram(run: (fn: (ctx: Context) => Promise<void>) => Promise<void>): Command {
   const program = new Command('vhfs')
     .description('Versioned, lazily mounted ML data: datums, datasets, .vhpkgzip packages, FUSE inputs')
+    .version(packageVersion(), '-V, --version', 'print the vhfs version')
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .exitOverride();

@@ -83,8 +83,12 @@ export async function unmountPaths(ctx: Context, paths: { inputs: string; output
   let mountpoint = paths.inputs;
   let stop = await stopDaemon(ctx.home, mountpoint, outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS);
   if (stop.kind === 'not-running' && paths.outputs !== undefined) {
-    mountpoint = paths.outputs; // a daemon serving outputs only is named by them
-    stop = await stopDaemon(ctx.home, mountpoint, outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS);
+    // A daemon serving outputs only is named by them.
+    const outputsStop = await stopDaemon(ctx.home, paths.outputs, outputsMounted ? FINALIZE_TIMEOUT_MS : STOP_TIMEOUT_MS);
+    if (outputsStop.kind !== 'not-running') {
+      stop = outputsStop;
+      mountpoint = paths.outputs;
+    }
   }
   const said: string[] = [];
   if (stop.kind === 'stopped') said.push(`stopped daemon ${stop.pid}`);

@@ -297,3 +297,10 @@ test('not supported by this build: swift:// URIs and a catalog written by a newe
   t.is(bump.code, 0, bump.stderr);
   assertFails(t, await cli.run('dataset', 'ls'), 7, db, 'schema version 999');
 });
+
+test('--version prints the version of package.json and exits 0', async (t) => {
+  const pkg = JSON.parse(await fs.readFile(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const r = await vhfs(['--version']);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.out, `${pkg.version}\n`);
+});
