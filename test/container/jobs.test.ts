@@ -161,9 +161,11 @@ containerTest('(b) a job inside its own container mounts its inputs itself and r
 
   // Without the device and the capability: one line that names them, and nothing left mounted.
   const bare = await docker(['run', '--rm', ...(await vhfsMounts()), '-v', `${path.join(S!.home, 'store')}:/store:ro`, IMAGE, 'sh', '-c',
-    `${vhfsIn} mount --root /valohai ${inputs} --wait; echo "exit $?"; grep -c ' /valohai/inputs ' /proc/self/mountinfo || true`]);
+    `${vhfsIn} mount --root /valohai ${inputs} --wait; echo "exit $?"; grep -cE ' /valohai/(inputs|outputs) ' /proc/self/mountinfo || true`]);
   t.is(bare.code, 0, bare.stderr);
-  t.regex(bare.stderr, /^vhfs: cannot mount \/valohai\/inputs: fuse failed .*--device \/dev\/fuse --cap-add SYS_ADMIN/m);
+  // The outputs are mounted first (a job must never find inputs ready and nowhere to write): the first mount
+  // to fail is either.
+  t.regex(bare.stderr, /^vhfs: cannot mount \/valohai\/(inputs|outputs): fuse failed .*--device \/dev\/fuse --cap-add SYS_ADMIN/m);
   t.is(bare.stderr.trim().split('\n').length, 1, bare.stderr);
   t.deepEqual(bare.stdout.trim().split('\n'), ['exit 6', '0']);
 });
