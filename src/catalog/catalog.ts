@@ -47,7 +47,7 @@ import {
   readJson,
   writeDatumRecord,
   writeVersionRecord,
-  blobDatumRecord,
+  datumRecord,
 } from './store-records.js';
 import type {
   AliasKind,
@@ -132,7 +132,7 @@ export class Catalog {
     if (meta.size !== undefined && meta.size !== digest.size) {
       throw new VhfsError('INTEGRITY', `datum "${meta.name}": expected ${meta.size} bytes, got ${digest.size}`);
     }
-    const rec = blobDatumRecord(uuidv7(), meta, digest);
+    const rec = datumRecord(uuidv7(), meta, digest);
     await writeDatumRecord(this.store, rec);
     this.db.insertDatums([rec]);
     return rec;

@@ -32,6 +32,7 @@ import type { ObjectStore, PutOptions } from '../store/types.js';
 import type { CatalogDb } from './db.js';
 import {
   batchMemberId,
+  datumRecord,
   DATUMS_PER_BATCH,
   keys,
   newBatchId,
@@ -110,7 +111,7 @@ export class DatumWriter {
     this.checkOpen();
     this.validate(meta);
     checkSize(meta, digest);
-    const rec = makeRecord(id, meta, digest, { blobKey });
+    const rec = datumRecord(id, meta, digest, { blobKey });
     this.recorded.push(rec);
     this.ownedKeys.push(keys.datum(id));
     await writeDatumRecord(this.store, rec);
@@ -165,7 +166,7 @@ export class DatumWriter {
   private async queue(meta: DatumMeta, digest: { sha256: string; size: number }, extra: { packed?: PackedLocation }): Promise<DatumRecord> {
     this.checkOpen();
     this.batchId ??= newBatchId();
-    const rec = makeRecord(batchMemberId(this.batchId, this.batch.length), meta, digest, extra);
+    const rec = datumRecord(batchMemberId(this.batchId, this.batch.length), meta, digest, extra);
     this.batch.push(rec);
     if (this.batch.length === DATUMS_PER_BATCH) this.flushBatch();
     while (this.writes.size >= RECORD_WRITES_IN_FLIGHT) await Promise.race(this.writes);
@@ -193,27 +194,6 @@ export class DatumWriter {
     ).finally(() => this.writes.delete(tracked));
     this.writes.add(tracked);
   }
-}
-
-function makeRecord(
-  id: string,
-  meta: DatumMeta,
-  digest: { sha256: string; size: number },
-  extra: { blobKey?: string; packed?: PackedLocation },
-): DatumRecord {
-  return {
-    id,
-    name: meta.name,
-    size: digest.size,
-    sha256: digest.sha256,
-    ctime: new Date().toISOString(),
-    blobKey: extra.blobKey ?? keys.blob(digest.sha256),
-    producer: meta.producer,
-    tags: [...new Set(meta.tags ?? [])],
-    properties: meta.properties ?? {},
-    ...(meta.package ? { package: meta.package } : {}),
-    ...(extra.packed ? { packed: extra.packed } : {}),
-  };
 }
 
 function checkSize(meta: DatumMeta, digest: { size: number }): void {

@@ -14,7 +14,7 @@
 import { isVhfsError, VhfsError } from '../util/errors.js';
 import { uuidv7 } from '../util/ids.js';
 import type { ObjectStore } from '../store/types.js';
-import type { AliasKind, AliasRecord, CollectionKind, DatumBatchRecord, DatumMeta, DatumRecord, VersionRecord } from './types.js';
+import type { AliasKind, AliasRecord, CollectionKind, DatumBatchRecord, DatumMeta, DatumRecord, PackedLocation, VersionRecord } from './types.js';
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const CAS_ATTEMPTS = 40;
@@ -86,19 +86,28 @@ function jsonBody(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value) + '\n');
 }
 
-/** The record of a datum whose bytes are their own content-addressed blob, created now. */
-export function blobDatumRecord(id: string, meta: DatumMeta, digest: { size: number; sha256: string }): DatumRecord {
+/**
+ * A datum's record, created now: its bytes are its own content-addressed blob unless `extra` says where
+ * else they are (a package part's own key, or a member's place inside a package).
+ */
+export function datumRecord(
+  id: string,
+  meta: DatumMeta,
+  digest: { sha256: string; size: number },
+  extra: { blobKey?: string; packed?: PackedLocation } = {},
+): DatumRecord {
   return {
     id,
     name: meta.name,
     size: digest.size,
     sha256: digest.sha256,
     ctime: new Date().toISOString(),
-    blobKey: keys.blob(digest.sha256),
+    blobKey: extra.blobKey ?? keys.blob(digest.sha256),
     producer: meta.producer,
     tags: [...new Set(meta.tags ?? [])],
     properties: meta.properties ?? {},
     ...(meta.package ? { package: meta.package } : {}),
+    ...(extra.packed ? { packed: extra.packed } : {}),
   };
 }
 

@@ -20,7 +20,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Catalog } from '../catalog/catalog.js';
-import { blobDatumRecord, keys, writeDatumRecord } from '../catalog/store-records.js';
+import { datumRecord, keys, writeDatumRecord } from '../catalog/store-records.js';
 import type { DatumRecord, Producer } from '../catalog/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { isVhfsError, VhfsError } from '../util/errors.js';
@@ -60,7 +60,7 @@ export async function putOutputDatum(
     if (existing) return existing;
   }
   const digest = await uploadBlobFile(catalog.store, file, meta.name, opts.known);
-  const rec = blobDatumRecord(id, meta, digest);
+  const rec = datumRecord(id, meta, digest);
 
   try {
     await writeDatumRecord(catalog.store, rec);
