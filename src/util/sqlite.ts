@@ -4,7 +4,8 @@
  * open a new file at the same moment.
  *
  * Order matters: `busy_timeout` is set before the switch to WAL, since every opener of a new file makes that
- * switch and, without a timeout, all but one fail at once with SQLITE_BUSY. Each migration runs in an
+ * switch and, without a timeout, all but one fail at once with SQLITE_BUSY; the switch itself is retried
+ * too, as SQLite may answer it BUSY without waiting. Each migration runs in an
  * immediate transaction that re-reads `user_version` under the write lock, so a migration another process
  * ran meanwhile is not run again ("table already exists").
  */
@@ -27,7 +28,7 @@ export function openSharedDb(file: string, opts: SharedDbOptions): Database.Data
   const db = new Database(file);
   try {
     db.pragma(`busy_timeout = ${opts.busyTimeoutMs}`);
-    db.pragma('journal_mode = WAL');
+    switchToWal(db, opts.busyTimeoutMs);
     db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
     for (const p of opts.pragmas ?? []) db.pragma(p);
     migrate(db, opts);
@@ -35,6 +36,24 @@ export function openSharedDb(file: string, opts: SharedDbOptions): Database.Data
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/**
+ * The switch to WAL, retried: while another connection is switching a new file, SQLite can answer
+ * SQLITE_BUSY at once, without calling the busy handler (seen with six processes opening one new file).
+ */
+function switchToWal(db: Database.Database, timeoutMs: number): void {
+  const until = Date.now() + timeoutMs;
+  for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
+    try {
+      if (db.pragma('journal_mode = WAL', { simple: true }) === 'wal') return;
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY') throw err;
+    }
+    if (Date.now() >= until) throw new VhfsError('STORE', `cannot switch ${db.name} to WAL: still locked by another process after ${timeoutMs} ms`);
+    // Opening is rare and synchronous already (better-sqlite3): a short blocking pause is fine here.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, pause);
   }
 }
 
