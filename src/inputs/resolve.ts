@@ -158,7 +158,10 @@ export class InputResolver {
         ? { v: `${p.collectionKind}://${p.collection}/${p.version}`, p: p.packages.map((k) => k.datumId) }
         : p.kind === 'datum' ? { d: p.datum.id } : {});
     // format 4: sources carry `integrity` (what their bytes are checked against): package and blob chunk tables.
-    const key = JSON.stringify({ format: 4, store: this.opts.catalog.store.url, parts, keep: spec.keepDirectories, filename: spec.filename ?? null });
+    // keep-directories and filename lay out datums only (a version keeps its paths): an input of versions
+    // alone has one index whatever they say, so `vhfs cat` and a mount share it.
+    const layout = pinned.every((p) => p.kind === 'version') ? {} : { keep: spec.keepDirectories, filename: spec.filename ?? null };
+    const key = JSON.stringify({ format: 4, store: this.opts.catalog.store.url, parts, ...layout });
     return createHash('sha256').update(key).digest('hex');
   }
 

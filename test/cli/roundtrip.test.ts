@@ -18,7 +18,6 @@ import {
   Cli, chunks, compare, concatHash, makeTree, mapLimit, sha256, storedPackages, tempBase, type StoreStats, type TreeFile,
 } from './helpers.js';
 import { blockSpan, listingCost, zipLayout } from '../helpers/zip-oracle.js';
-import { knownBug } from '../helpers/known-bug.js';
 
 const COUNT = Number(process.env.VHFS_CLI_FILES ?? 10_000);
 const BATCH = 2_000;
@@ -167,18 +166,17 @@ test.serial('cat of every file, 2,000 paths per call, is byte-identical and read
   t.is(total.puts, 0);
 });
 
-knownBug(test, 'cat after ls of the same version reads no package tail (one persisted index per resolved version)',
-  'the persisted index is keyed by keep-directories too, which never changes a version\'s layout, so `cat` (full) and `ls`/mounts (none) each re-read the tail', async (t) => {
-    const { cli, files } = fx();
-    await fs.rm(path.join(cli.home, 'cache', 'indexes'), { recursive: true, force: true });
-    await cli.ok('--quiet', 'ls', 'dataset://ds/v1');
-    const [stored] = await storedPackages(cli.storeDir, 'ds', 'v1');
-    const layout = await zipLayout(stored.file);
-    const small = files.find((f) => f.size > 0)!;
-    const cat = await cli.stats('--quiet', 'cat', 'dataset://ds/v1', small.path);
-    // A single small file read at random is fetched as exactly its own bytes: nothing else may be read.
-    t.is(cat.stats.bytesRead, small.size, `read ${cat.stats.bytesRead} bytes for a ${small.size}-byte file of a ${layout.size}-byte package`);
-  });
+test('cat after ls of the same version reads no package tail (one persisted index per resolved version)', async (t) => {
+  const { cli, files } = fx();
+  await fs.rm(path.join(cli.home, 'cache', 'indexes'), { recursive: true, force: true });
+  await cli.ok('--quiet', 'ls', 'dataset://ds/v1');
+  const [stored] = await storedPackages(cli.storeDir, 'ds', 'v1');
+  const layout = await zipLayout(stored.file);
+  const small = files.find((f) => f.size > 0)!;
+  const cat = await cli.stats('--quiet', 'cat', 'dataset://ds/v1', small.path);
+  // A single small file read at random is fetched as exactly its own bytes: nothing else may be read.
+  t.is(cat.stats.bytesRead, small.size, `read ${cat.stats.bytesRead} bytes for a ${small.size}-byte file of a ${layout.size}-byte package`);
+});
 
 test.serial('cat of single files, one per call, is byte-identical (spot checks, incl. empty and unicode names)', async (t) => {
   t.timeout(120_000);
