@@ -233,6 +233,19 @@ export async function python<T>(script: string, args: string[], timeoutMs = 120_
   return JSON.parse(r.stdout) as T;
 }
 
+/** sha256 of every regular file under `dir`, by relative path (python: a test never reads a mount itself). */
+export function hashTree(dir: string): Promise<Record<string, string>> {
+  return python<Record<string, string>>([
+    'import hashlib, json, os, sys',
+    'out = {}',
+    'for base, _, names in os.walk(sys.argv[1]):',
+    '    for n in names:',
+    '        p = os.path.join(base, n)',
+    '        out[os.path.relpath(p, sys.argv[1])] = hashlib.sha256(open(p, "rb").read()).hexdigest()',
+    'print(json.dumps(out))',
+  ].join('\n'), [dir]);
+}
+
 /**
  * os.walk of a directory as a sorted list of [reldir, sorted subdirs, sorted files]. argv: <dir>.
  */

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
 import { startS3rver, S3RVER_CREDENTIALS, type S3rverServer } from '../servers/s3rver.js';
 import { startStaticHttp, type StaticHttpServer } from '../servers/static-http.js';
-import { BIN, fuseTest, pidAlive, python, run, tempDir, waitFor, writeJson } from './helpers.js';
+import { BIN, fuseTest, hashTree, pidAlive, run, tempDir, waitFor, writeJson } from './helpers.js';
 
 const PASSWORD = 'pw-PLANTED-9f3a';
 const TOKEN = 'tok-PLANTED-77c1';
@@ -67,15 +67,7 @@ fuseTest('s3:// objects with wildcards and keep-directories, and an https:// fil
     if (pidAlive(m.pid)) process.kill(m.pid, 'SIGKILL');
   });
 
-  const got = await python<Record<string, string>>([
-    'import hashlib, json, os, sys',
-    'out = {}',
-    'for base, _, names in os.walk(sys.argv[1]):',
-    '    for n in names:',
-    '        p = os.path.join(base, n)',
-    '        out[os.path.relpath(p, sys.argv[1])] = hashlib.sha256(open(p, "rb").read()).hexdigest()',
-    'print(json.dumps(out))',
-  ].join('\n'), [m.mountpoint]);
+  const got = await hashTree(m.mountpoint);
   const o = (key: string) => sha(objects.get(key)!);
   t.deepEqual(got, {
     'images/a/1.jpg': o('data/images/a/1.jpg'),

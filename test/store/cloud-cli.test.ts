@@ -9,7 +9,8 @@ import test from 'ava';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
-import { BIN, makeTree, python, tempBase, vhfs, type RunResult, type TreeFile } from '../cli/helpers.js';
+import { BIN, makeTree, tempBase, vhfs, type RunResult, type TreeFile } from '../cli/helpers.js';
+import { hashTree } from '../fuse/helpers.js';
 import { startS3rver, S3RVER_CREDENTIALS, type S3rverServer } from '../servers/s3rver.js';
 import { startS3ConditionalShim, type ConditionalShim } from '../servers/s3-conditional-shim.js';
 import { startGcsServer, type GcsServer } from '../servers/gcs-server.js';
@@ -63,21 +64,6 @@ const BACKENDS: Backend[] = [
 function ok(t: { fail: (m: string) => void }, r: RunResult, what: string): RunResult {
   if (r.code !== 0) t.fail(`${what} exited ${r.code}: ${r.stderr}`);
   return r;
-}
-
-/** sha256 of every regular file under `dir`, by relative path (python: the test never reads a mount itself). */
-async function hashTree(dir: string): Promise<Record<string, string>> {
-  const r = await python([
-    'import hashlib, json, os, sys',
-    'out = {}',
-    'for base, _, names in os.walk(sys.argv[1]):',
-    '    for n in names:',
-    '        p = os.path.join(base, n)',
-    '        out[os.path.relpath(p, sys.argv[1])] = hashlib.sha256(open(p, "rb").read()).hexdigest()',
-    'print(json.dumps(out))',
-  ].join('\n'), dir);
-  if (r.code !== 0) throw new Error(`hashing ${dir}: ${r.stderr}`);
-  return JSON.parse(r.out) as Record<string, string>;
 }
 
 for (const b of BACKENDS) {
