@@ -42,4 +42,5 @@ if [ ! -f node_modules/.vhfs-lock-sha256 ] || [ "$(cat node_modules/.vhfs-lock-s
   npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_hash" > node_modules/.vhfs-lock-sha256
 fi
+bash scripts/build-native.sh
 npx tsc -p tsconfig.json

@@ -652,6 +652,19 @@ export class BlockCache {
     return st;
   }
 
+  /** The source's chunk table (read once, shared with the reads that check blocks); undefined when it has none. */
+  chunkTable(source: ObjectRef): Promise<ChunkTable | undefined> {
+    return this.table(source, this.state(source));
+  }
+
+  /**
+   * The local file holding the source, when its store keeps objects as files and its reads are not meant
+   * to go through the disk tier (`--disk-cache` asks for that even for local stores, e.g. a network mount).
+   */
+  localPath(source: ObjectRef): string | undefined {
+    return this.diskFor(source) ? undefined : this.storeOf(source).localPath?.(source.key);
+  }
+
   private storeOf(source: ObjectRef): ObjectStore {
     return source.store === undefined ? this.store : this.storeFor(source.store);
   }

@@ -16,6 +16,7 @@ import { RateLimitedLog, serveDaemon, spawnDaemon, stopDaemon } from '../fuse/da
 import { describeError, isVhfsError, VhfsError } from '../util/errors.js';
 import { prefetchMountedInputs } from './cache-commands.js';
 import type { ResolvedInput } from '../inputs/resolve.js';
+import { nativeReadStats } from '../fuse/native-reads.js';
 
 type MountFlags = OptionValues<typeof MOUNT_OPTIONS>;
 
@@ -120,7 +121,7 @@ export function readPathOptions(ctx: Context, o: OptionValues<typeof READ_OPTION
 
 /** What a daemon's `--stats-file` holds: store and cache counters, process memory (`vhfs mount` and `vhfs serve`). */
 export function daemonCounters(catalog: Catalog, cache: InputsMount['cache']): Record<string, unknown> {
-  return { store: catalog.store.stats, cache: cache.stats, cacheMemory: cache.memoryStats, process: process.memoryUsage() };
+  return { store: catalog.store.stats, cache: cache.stats, cacheMemory: cache.memoryStats, native: nativeReadStats() ?? null, process: process.memoryUsage() };
 }
 
 /** Serve the mount in this process until SIGINT/SIGTERM; the exit code. */
@@ -148,7 +149,7 @@ async function serveMount(
       try {
         mount = o.outputsOnly ? undefined : await mountInputs({
           mountpoint: paths.inputs, configDir: paths.config, specs, catalog, ...readPathOptions(ctx, o),
-          force: Boolean(o.force), allowOther: Boolean(o.allowOther), jobInputsDir: paths.jobInputs, log,
+          force: Boolean(o.force), allowOther: Boolean(o.allowOther), jobInputsDir: paths.jobInputs, nativeReads: o.nativeReads !== false, log,
           kernel: { kernelCache: o.kernelCache, entryTimeout: o.cacheTimeout, attrTimeout: o.cacheTimeout, negativeTimeout: o.cacheTimeout },
         });
       } catch (err) {

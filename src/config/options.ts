@@ -211,6 +211,10 @@ export const MOUNT_OPTIONS = {
     flags: '--no-kernel-cache', default: true, defaultText: 'on',
     help: 'do not keep file pages in the kernel page cache across opens (for measurements)',
   },
+  nativeReads: {
+    flags: '--no-native-reads', default: true, defaultText: 'on where built',
+    help: 'answer every request in JavaScript (the native read path answers lookups, listings and local reads of resolved inputs on libfuse threads)',
+  },
   cacheTimeout: {
     flags: '--cache-timeout <seconds>', parse: parseSeconds, default: 86400,
     help: 'kernel entry/attribute/negative cache timeout (inputs are immutable)',

@@ -30,6 +30,8 @@ const FILE_ENTRY: Stat = { mode: S_IFREG | 0o444, size: 0, uid: 0, gid: 0, mtime
 export interface InputsFsOptions {
   uid?: number;
   gid?: number;
+  /** The directories' times (default: now). */
+  mountTime?: Date;
   log?: (line: string) => void;
 }
 
@@ -43,7 +45,7 @@ export function inputsOps(inputs: InputSet, reader: ReadPath, opts: InputsFsOpti
   const uid = opts.uid ?? process.getuid?.() ?? 0;
   const gid = opts.gid ?? process.getgid?.() ?? 0;
   const log = opts.log ?? (() => {});
-  const mountTime = new Date();
+  const mountTime = opts.mountTime ?? new Date();
   let lastReadPath = '';
   let lastReadInput = '';
   let lastInput: ResolvedInput | undefined;

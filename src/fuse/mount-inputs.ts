@@ -40,6 +40,8 @@ export interface InputsMountOptions extends Omit<ReadPathOptions, 'readaheadLimi
   allowOther?: boolean;
   /** Where the job sees the mountpoint (inside its container); inputs.json's paths start here. Default: the mountpoint. */
   jobInputsDir?: string;
+  /** Answer resolved inputs' lookups and local reads natively when the native binding is built (default true). */
+  nativeReads?: boolean;
   log?: (line: string) => void;
 }
 
@@ -58,14 +60,19 @@ export interface InputsMount {
 export async function mountInputs(opts: InputsMountOptions): Promise<InputsMount> {
   const log = opts.log ?? (() => {});
   const mountpoint = path.resolve(opts.mountpoint);
-  const { specs, configDir, force, kernel, allowOther, jobInputsDir: jobDir, mountpoint: _m, ...readOptions } = opts;
+  const { specs, configDir, force, kernel, allowOther, jobInputsDir: jobDir, mountpoint: _m, nativeReads: _n, ...readOptions } = opts;
   const jobInputsDir = jobDir ?? mountpoint;
   const readPath = new ReadPath({ ...readOptions, log });
   const inputs = new InputSet(specs, readPath.resolver, { log });
-  const mounted = await mountReadOnly(mountpoint, inputsOps(inputs, readPath, { log }), readPath, {
-    force: force ?? false, kernel: { ...DEFAULT_KERNEL_CACHE, ...kernel }, allowOther: allowOther ?? false, ownOnly: 'leave out --allow-other', log,
+  const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, mountTime: new Date() };
+  const mounted = await mountReadOnly(mountpoint, inputsOps(inputs, readPath, { ...owner, log }), readPath, {
+    force: force ?? false, kernel: { ...DEFAULT_KERNEL_CACHE, ...kernel }, allowOther: allowOther ?? false, ownOnly: 'leave out --allow-other',
+    ...(opts.nativeReads === false ? {} : { native: owner }), log,
   });
-  log(`mounted ${mountpoint} (${specs.length} inputs, resolved on first use${mounted.shared ? ', readable by every user' : ''}${jobInputsDir !== mountpoint ? `; jobs see it as ${jobInputsDir}` : ''})`);
+  const native = mounted.native;
+  if (native) inputs.onReady((input) => void native.addInput(input));
+  const how = native ? 'native read path on' : 'reads through JavaScript only';
+  log(`mounted ${mountpoint} (${specs.length} inputs, resolved on first use, ${how}${mounted.shared ? ', readable by every user' : ''}${jobInputsDir !== mountpoint ? `; jobs see it as ${jobInputsDir}` : ''})`);
 
   const inputsJsonPath = path.join(path.resolve(configDir), 'inputs.json');
   const inputsJson = (async () => {

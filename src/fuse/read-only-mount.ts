@@ -11,6 +11,7 @@ import { DEFAULTS } from '../config/options.js';
 import { describeError } from '../util/errors.js';
 import { mountFuse, unmountFuse } from './mountpoint.js';
 import { sharingOptions } from './sharing.js';
+import { NativeReads, type NativeOwner } from './native-reads.js';
 
 export interface KernelCacheOptions {
   entryTimeout: number;
@@ -32,12 +33,16 @@ export interface ReadOnlyMountOptions {
   /** Every user may enter the mount (sharing.ts); `ownOnly` says how a user asks for the opposite. */
   allowOther: boolean;
   ownOnly: string;
+  /** Let native/vhfs-fuse.c answer for the inputs it is handed (the inputs mount), as these owner and times. */
+  native?: NativeOwner;
   log: (line: string) => void;
 }
 
 export interface ReadOnlyMount {
   /** Whether every user may read it (allow_other). */
   shared: boolean;
+  /** The native read path, when asked for and built. */
+  native?: NativeReads;
   /** Unmount (once; later calls do nothing), then close the ReadPath. */
   unmount(): Promise<void>;
 }
@@ -63,8 +68,10 @@ export async function mountReadOnly(mountpoint: string, ops: Ops, readPath: Read
     throw err;
   }
   let unmounted = false;
+  const native = opts.native ? NativeReads.attach(fuse, opts.native, readPath.cache, log) : undefined;
   return {
     shared: sharing.length > 0,
+    ...(native ? { native } : {}),
     async unmount() {
       if (unmounted) return;
       unmounted = true;
@@ -72,6 +79,8 @@ export async function mountReadOnly(mountpoint: string, ops: Ops, readPath: Read
         await unmountFuse(fuse);
         log(`unmounted ${mountpoint}`);
       } finally {
+        // After the kernel let go and before what the native handlers read (fds, index arrays) goes away.
+        native?.detach();
         await readPath.close();
       }
     },

@@ -27,6 +27,7 @@ export class InputSet {
   private readonly states = new Map<string, State>();
   private readonly retryAfterMs: number;
   private readonly log: (line: string) => void;
+  private readonly readyListeners: Array<(input: ResolvedInput) => void> = [];
 
   constructor(specs: readonly InputSpec[], private readonly resolver: InputResolver, opts: InputSetOptions = {}) {
     for (const s of specs) {
@@ -52,6 +53,12 @@ export class InputSet {
     return s?.kind === 'ready' ? s.input : undefined;
   }
 
+  /** Call `listener` with every input that is ready now and with each one that becomes ready later. */
+  onReady(listener: (input: ResolvedInput) => void): void {
+    this.readyListeners.push(listener);
+    for (const s of this.states.values()) if (s.kind === 'ready') listener(s.input);
+  }
+
   ensure(name: string): Promise<ResolvedInput> {
     const s = this.states.get(name);
     if (!s) return Promise.reject(new Error(`no input named "${name}"`));
@@ -65,6 +72,7 @@ export class InputSet {
         const how = input.fromCache ? 'from the cached index' : 'from the store';
         this.log(`input "${name}": ${input.index.fileCount} files, ${input.index.dirCount} directories resolved ${how} in ${Date.now() - started} ms`);
         for (const w of input.warnings) this.log(`warning: ${w}`);
+        for (const listener of this.readyListeners) listener(input);
         return input;
       },
       (error: unknown) => {

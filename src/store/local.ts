@@ -430,6 +430,10 @@ export class LocalDirStore implements ObjectStore {
     return path.join(this.root, key);
   }
 
+  localPath(key: string): string {
+    return this.pathOf(key);
+  }
+
   private storeError(op: string, key: string, err: unknown): VhfsError {
     const msg = err instanceof Error ? err.message : String(err);
     return new VhfsError('STORE', `${this.url}: ${op} ${key} failed: ${msg}`, { cause: err });

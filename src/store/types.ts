@@ -86,6 +86,11 @@ export interface ObjectStore {
    * request does not pay for it: a mount calls it while the kernel mount is still being made.
    */
   warmUp?(): void;
+  /**
+   * The file holding `key` on a local disk, for a store that keeps objects as files: what lets the native
+   * read path (native/vhfs-fuse.c) `pread` an object without a hop to JavaScript. Other stores omit it.
+   */
+  localPath?(key: string): string;
 }
 
 /**

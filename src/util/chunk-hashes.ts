@@ -147,6 +147,11 @@ export class ChunkTable {
     return table;
   }
 
+  /** The check values, one u32 (little-endian) per chunk: what a checker outside JavaScript is handed. */
+  get checkValues(): Buffer {
+    return this.hashes;
+  }
+
   /** Whether `[offset, offset+length)` can be checked on its own: chunk-aligned and within the covered bytes. */
   covers(offset: number, length: number): boolean {
     const end = offset + length;

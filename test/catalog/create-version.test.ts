@@ -365,6 +365,10 @@ test('listDirectory: links refused unless followed within the tree; loops, dangl
   // A dangling link: NOT_FOUND naming it and its target, followed or not.
   await fs.symlink('nowhere.txt', path.join(root, 'a/dangling.txt'));
   await rejects(root, true, 'NOT_FOUND', path.join(root, 'a/dangling.txt'), 'dangling symbolic link', 'nowhere.txt');
+  // Unfollowed, the inside-tree links above would be refused too, and which one a walk meets first is not
+  // fixed: set them aside so that this case has one answer.
+  await fs.rm(path.join(root, 'b/link.txt'));
+  await fs.rm(path.join(root, 'b/alias-dir'));
   await rejects(root, false, 'NOT_FOUND', 'dangling symbolic link');
   await fs.rm(path.join(root, 'a/dangling.txt'));
 
