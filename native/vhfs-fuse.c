@@ -391,40 +391,48 @@ static int read_member(vhfs_input_t *in, uint32_t f, int fd, uint64_t start, uin
   return r;
 }
 
-/* Bytes [at, at+n) of a source with a chunk table: chunks not yet checked are read whole and checked first. */
+/*
+ * Bytes [at, at+n) of a source with a chunk table, read straight into the kernel's buffer and checked there:
+ * a chunk not yet checked is checked over those bytes plus, where the request covers only part of it, the
+ * rest of the chunk read beside them (CRC-32 runs on across the pieces). So the bytes served are the bytes
+ * checked, nothing is copied twice, and a sequential reader reads each byte from the disk about once (the
+ * rest of a chunk read here is the next request's start, then in the page cache).
+ */
 static int read_chunked(vhfs_chunks_t *c, int fd, char *buf, size_t n, uint64_t at) {
   if (at + n > c->covered) return VHFS_MISS;
-  uint64_t first = at / c->chunk_size, last = (at + n - 1) / c->chunk_size;
-  int all_checked = 1;
-  for (uint64_t k = first; k <= last && all_checked; k++) all_checked = atomic_load_explicit(&c->checked[k], memory_order_acquire);
-  if (all_checked) return pread_all(fd, buf, n, at) == 0 ? (int) n : VHFS_MISS;
-  uint64_t from = first * c->chunk_size;
-  uint64_t to = (last + 1) * c->chunk_size;
-  if (to > c->covered) to = c->covered;
-  char *data = scratch_get(to - from);
-  if (!data) return VHFS_MISS;
-  int r = VHFS_MISS;
-  if (pread_all(fd, data, to - from, from) == 0) {
-    int ok = 1;
-    for (uint64_t k = first; k <= last && ok; k++) {
-      uint64_t a = k * c->chunk_size;
-      uint64_t b = a + c->chunk_size < c->covered ? a + c->chunk_size : c->covered;
-      if (atomic_load_explicit(&c->checked[k], memory_order_acquire)) continue;
-      ok = crc_matches(data + (a - from), b - a, c->crcs[k]);
-      if (ok) {
-        atomic_store_explicit(&c->checked[k], 1, memory_order_release);
-        atomic_fetch_add_explicit(&stat_checked_bytes, b - a, memory_order_relaxed);
+  if (pread_all(fd, buf, n, at) != 0) return VHFS_MISS;
+  uint64_t cs = c->chunk_size, end = at + n;
+  for (uint64_t k = at / cs; k <= (end - 1) / cs; k++) {
+    if (atomic_load_explicit(&c->checked[k], memory_order_acquire)) continue;
+    uint64_t a = k * cs, b = a + cs < c->covered ? a + cs : c->covered;
+    uint64_t inside_a = a > at ? a : at, inside_b = b < end ? b : end;
+    unsigned long crc = 0;
+    if (a < inside_a || inside_b < b) {
+      char *rest = scratch_get(cs);
+      if (!rest) return VHFS_MISS;
+      int ok = 1;
+      if (a < inside_a) {
+        ok = pread_all(fd, rest, inside_a - a, a) == 0;
+        if (ok) crc = crc32(crc, (const unsigned char *) rest, (unsigned int) (inside_a - a));
       }
-    }
-    if (ok) {
-      memcpy(buf, data + (at - from), n);
-      r = (int) n;
+      if (ok) crc = crc32(crc, (const unsigned char *) buf + (inside_a - at), (unsigned int) (inside_b - inside_a));
+      if (ok && inside_b < b) {
+        ok = pread_all(fd, rest, b - inside_b, inside_b) == 0;
+        if (ok) crc = crc32(crc, (const unsigned char *) rest, (unsigned int) (b - inside_b));
+      }
+      scratch_put(rest, cs);
+      if (!ok) return VHFS_MISS;
     } else {
-      atomic_fetch_add_explicit(&stat_check_failures, 1, memory_order_relaxed);
+      crc = crc32(crc, (const unsigned char *) buf + (a - at), (unsigned int) (b - a));
     }
+    if ((uint32_t) crc != c->crcs[k]) {
+      atomic_fetch_add_explicit(&stat_check_failures, 1, memory_order_relaxed);
+      return VHFS_MISS;
+    }
+    atomic_store_explicit(&c->checked[k], 1, memory_order_release);
+    atomic_fetch_add_explicit(&stat_checked_bytes, b - a, memory_order_relaxed);
   }
-  scratch_put(data, to - from);
-  return r;
+  return (int) n;
 }
 
 static int read_file(vhfs_input_t *in, uint32_t f, char *buf, size_t len, off_t off) {

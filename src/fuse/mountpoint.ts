@@ -533,6 +533,16 @@ function hintFor(message: string): string {
   return '';
 }
 
+/**
+ * Set the kernel's readahead for the mount at `path` (its backing device's `read_ahead_kb`). Needs root and
+ * a writable /sys; false when it could not be set (the kernel's default then stays: nothing breaks).
+ */
+export async function setReadahead(path: string, kib: number): Promise<boolean> {
+  const info = await mountInfo(path).catch(() => undefined);
+  if (!info || !/^\d+:\d+$/.test(info.device)) return false;
+  return writeFile(`/sys/class/bdi/${info.device}/read_ahead_kb`, `${kib}\n`).then(() => true, () => false);
+}
+
 /** Unmount (lazily, like fuse-native) and wait until the path has left mountinfo. */
 export async function unmountFuse(fuse: Fuse, opts: { timeoutMs?: number } = {}): Promise<void> {
   installSafeUnmount();
