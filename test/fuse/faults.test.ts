@@ -22,13 +22,13 @@
  * deadline; the process itself cannot exit while the kernel holds its read (Node joins its I/O threads).
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { openStore } from '../../src/store/index.js';
-import { fuseTest, makeTree, mount, pidAlive, python, REPO, run, tempDir, vhfs, waitFor, type Mounted, type TreeFile } from './helpers.js';
+import { fuseTest, makeTree, mount, pidAlive, python, REPO, run, slowStore, tempDir, vhfs, waitFor, type Mounted, type TreeFile } from './helpers.js';
 
 const DEADLINE = ['--fetch-timeout', '2s'];
 /** The longest a cell that must fail at the deadline may take (2 s deadline, plus start-up and load). */
@@ -217,22 +217,6 @@ function vhfsErrorLine(t: ExecutionContext, home: string, file: string): Promise
   });
 }
 
-/** The store directory behind a FUSE passthrough that delays every read. */
-async function slowStore(t: ExecutionContext, dir: string, home: string, delayMs: number): Promise<void> {
-  const real = path.join(dir, 'store-real');
-  await fs.rename(path.join(home, 'store'), real);
-  const mnt = path.join(home, 'store');
-  await fs.mkdir(mnt);
-  const child: ChildProcess = spawn(process.execPath, [path.join(REPO, 'dist/test/fuse/fixtures/slow-dir.js'), real, mnt, String(delayMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(async () => {
-    if (pidAlive(child.pid!)) child.kill('SIGTERM');
-    await waitFor(() => !pidAlive(child.pid!), 10_000, 'slow-dir to stop').catch(() => child.kill('SIGKILL'));
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`slow-dir exited ${code}`)));
-  });
-}
 
 fuseTest.serial('a store slower than the deadline: ETIMEDOUT through the mount, exit 6 from the CLI', async (t) => {
   const tpl = await makeTemplate(t);

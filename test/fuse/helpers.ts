@@ -6,7 +6,7 @@
  * through external tools run with async execFile (ls, find, stat, sha256sum, python3 …). Synchronous fs
  * calls are used only on ordinary local directories (sources, homes), never under a mountpoint.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -337,4 +337,21 @@ print(json.dumps({"files": len(items), "bytes": total, "bad": bad[:20]}))
 /** Write a JSON file (ordinary local directory). */
 export async function writeJson(file: string, value: unknown): Promise<void> {
   await fs.writeFile(file, JSON.stringify(value));
+}
+
+/** Put the home's store directory behind a FUSE passthrough (test/fuse/fixtures/slow-dir.ts) that delays every read by `delayMs`. */
+export async function slowStore(t: ExecutionContext, dir: string, home: string, delayMs: number): Promise<void> {
+  const real = path.join(dir, 'store-real');
+  await fs.rename(path.join(home, 'store'), real);
+  const mnt = path.join(home, 'store');
+  await fs.mkdir(mnt);
+  const child: ChildProcess = spawn(process.execPath, [path.join(REPO, 'dist/test/fuse/fixtures/slow-dir.js'), real, mnt, String(delayMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(async () => {
+    if (pidAlive(child.pid!)) child.kill('SIGTERM');
+    await waitFor(() => !pidAlive(child.pid!), 10_000, 'slow-dir to stop').catch(() => child.kill('SIGKILL'));
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`slow-dir exited ${code}`)));
+  });
 }

@@ -9,21 +9,12 @@
  *    them (EIO, a log line), the other files read right;
  *  - a store on a FUSE filesystem (which can hang a read, and a pread has no deadline) is read by JavaScript.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { fuseTest, makeTree, mount, pidAlive, python, PY_PREAD, PY_WALK, readStats, REPO, run, tempDir, vhfs, waitFor, writeJson, type TreeFile } from './helpers.js';
+import type { NativeReadStats } from '../../src/fuse/native-reads.js';
+import { fuseTest, makeTree, mount, python, PY_PREAD, PY_WALK, readStats, run, slowStore, tempDir, vhfs, writeJson, type TreeFile } from './helpers.js';
 
-interface NativeCounters {
-  getattrs: number;
-  readdirs: number;
-  reads: number;
-  readBytes: number;
-  checkedBytes: number;
-  handedOver: number;
-  checkFailures: number;
-}
 
 const BIG = 'models/big.bin';
 /** Bigger than what vhfs-fuse.c checks whole by its CRC-32 (16 MiB): read natively by chunks. */
@@ -78,8 +69,8 @@ out["errors"] = [
 print(json.dumps(out))
 `;
 
-async function nativeCounters(statsFile: string, pid: number, log: string): Promise<NativeCounters | null> {
-  const s = await readStats(statsFile, pid, log) as unknown as { native: NativeCounters | null };
+async function nativeCounters(statsFile: string, pid: number, log: string): Promise<NativeReadStats | null> {
+  const s = await readStats(statsFile, pid, log) as unknown as { native: NativeReadStats | null };
   return s.native;
 }
 
@@ -178,19 +169,7 @@ fuseTest('damage the native check finds is reported by JavaScript: EIO for that 
 fuseTest('a store on a FUSE filesystem (which can hang a read) is read through JavaScript, which has a deadline', async (t) => {
   t.timeout(180_000);
   const { dir, home, tree } = await makeVersion(t);
-  const real = path.join(dir, 'store-real');
-  await fs.rename(path.join(home, 'store'), real);
-  const storeMnt = path.join(home, 'store');
-  await fs.mkdir(storeMnt);
-  const child: ChildProcess = spawn(process.execPath, [path.join(REPO, 'dist/test/fuse/fixtures/slow-dir.js'), real, storeMnt, '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(async () => {
-    if (pidAlive(child.pid!)) child.kill('SIGTERM');
-    await waitFor(() => !pidAlive(child.pid!), 10_000, 'slow-dir to stop').catch(() => child.kill('SIGKILL'));
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`slow-dir exited ${code}`)));
-  });
+  await slowStore(t, dir, home, 0);
   const stats = path.join(dir, 'stats.json');
   const m = await mount(t, home, path.join(dir, 'root'), ['--input', 'x=dataset://nat/v1', '--no-outputs', '--stats-file', stats, '--wait']);
   const some = [...tree.keys()].slice(0, 20);
