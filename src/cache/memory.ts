@@ -9,6 +9,13 @@
  * room, and in a quarter of the budget at most: a page the kernel dropped under memory pressure, a second
  * reader racing the first). Eviction takes spent entries first, oldest first, then fresh ones, oldest first. Both sets are Maps, whose iteration
  * order is insertion order: a hit re-inserts, which makes them LRU lists with O(1) operations.
+ *
+ * Fresh data nobody has touched for `STALE_FRESH_MS` is spent too: blocks read ahead for a reader that went
+ * elsewhere (a shuffled reader whose next file happened to follow its last one looks sequential for a
+ * moment), the rest of a block whose reader stopped. Left fresh, such data filled the budget over a long
+ * mount (18 of 26 MB after the peers benchmark, never to be read) and, counted as pending, held back the
+ * readahead of the next sequential reader. A reader consumes its readahead within milliseconds; one slower
+ * than that still finds it among the spent data while there is room.
  */
 export interface MemoryStats {
   entries: number;
@@ -21,7 +28,12 @@ interface Entry {
   data: Buffer;
   /** Bytes not yet delivered to a reader; the entry is spent at 0. */
   undelivered: number;
+  /** When it was fetched or last read (`now()`), for fresh entries. */
+  touched: number;
 }
+
+/** Fresh data untouched this long is spent (see the module comment). */
+export const STALE_FRESH_MS = 5000;
 
 export class MemoryTier {
   private readonly fresh = new Map<string, Entry>();
@@ -30,7 +42,7 @@ export class MemoryTier {
   private spentBytes = 0;
   evictions = 0;
 
-  constructor(readonly budget: number) {}
+  constructor(readonly budget: number, private readonly now: () => number = Date.now) {}
 
   get bytes(): number {
     return this.freshBytes + this.spentBytes;
@@ -47,7 +59,10 @@ export class MemoryTier {
 
   get(key: string): Buffer | undefined {
     const f = this.fresh.get(key);
-    if (f) return f.data;
+    if (f) {
+      this.touch(key, f);
+      return f.data;
+    }
     const s = this.spent.get(key);
     if (!s) return undefined;
     this.spent.delete(key);
@@ -57,7 +72,7 @@ export class MemoryTier {
 
   set(key: string, data: Buffer): void {
     this.delete(key);
-    this.fresh.set(key, { data, undelivered: data.length });
+    this.fresh.set(key, { data, undelivered: data.length, touched: this.now() });
     this.freshBytes += data.length;
     this.evict();
   }
@@ -68,6 +83,14 @@ export class MemoryTier {
     if (!e) return;
     e.undelivered -= bytes;
     if (e.undelivered <= 0) this.spend(key);
+    else this.touch(key, e);
+  }
+
+  /** Fresh entries stay in the order they were last touched, so the stale ones are the first. */
+  private touch(key: string, e: Entry): void {
+    e.touched = this.now();
+    this.fresh.delete(key);
+    this.fresh.set(key, e);
   }
 
   /**
@@ -77,11 +100,15 @@ export class MemoryTier {
   spend(key: string): void {
     const e = this.fresh.get(key);
     if (!e) return;
+    this.moveToSpent(key, e);
+    this.evict();
+  }
+
+  private moveToSpent(key: string, e: Entry): void {
     this.fresh.delete(key);
     this.freshBytes -= e.data.length;
     this.spent.set(key, e);
     this.spentBytes += e.data.length;
-    this.evict();
   }
 
   delete(key: string): void {
@@ -109,6 +136,10 @@ export class MemoryTier {
   }
 
   private evict(): void {
+    const staleBefore = this.now() - STALE_FRESH_MS;
+    for (let oldest = this.fresh.entries().next(); !oldest.done && oldest.value[1].touched < staleBefore; oldest = this.fresh.entries().next()) {
+      this.moveToSpent(...oldest.value);
+    }
     // Spent data is the kernel's to keep: a quarter of the budget at most, for the few re-reads it sees.
     while (this.spentBytes > this.budget / 4) this.dropOldest(this.spent);
     while (this.bytes > this.budget) this.dropOldest(this.spent.size > 0 ? this.spent : this.fresh);

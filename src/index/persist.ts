@@ -44,7 +44,13 @@ interface Header {
 
 const align8 = (n: number) => (n + 7) & ~7;
 
-export function serializeIndex(index: TreeIndex, meta: Record<string, unknown> = {}): Buffer {
+/**
+ * The file's bytes as consecutive pieces: magic, header and padding, then each array's own memory (views, not
+ * copies) with the padding that aligns the next. Saving writes them one after the other, so persisting a
+ * million-entry index allocates nothing near its size (a single 40 MB copy would stay resident until V8's next
+ * full collection, which a daemon with a small heap may not run for a long time).
+ */
+function serializedPieces(index: TreeIndex, meta: Record<string, unknown>): Buffer[] {
   const names = Object.keys(ARRAY_KINDS) as ArrayName[];
   const views = names.map((name) => {
     const a = index.arrays[name];
@@ -60,12 +66,21 @@ export function serializeIndex(index: TreeIndex, meta: Record<string, unknown> =
   const header: Header = { format: 1, sources: [...index.sources], arrays: entries, meta };
   const headerBuf = Buffer.from(JSON.stringify(header));
   const dataStart = align8(MAGIC.length + 4 + headerBuf.length);
-  const out = Buffer.alloc(dataStart + at);
-  MAGIC.copy(out, 0);
-  out.writeUInt32LE(headerBuf.length, MAGIC.length);
-  headerBuf.copy(out, MAGIC.length + 4);
-  views.forEach((v, k) => v.copy(out, dataStart + entries[k].offset));
-  return out;
+  const prefix = Buffer.alloc(dataStart);
+  MAGIC.copy(prefix, 0);
+  prefix.writeUInt32LE(headerBuf.length, MAGIC.length);
+  headerBuf.copy(prefix, MAGIC.length + 4);
+  const pieces: Buffer[] = [prefix];
+  views.forEach((v, k) => {
+    pieces.push(v);
+    const padding = align8(entries[k].offset + v.length) - (entries[k].offset + v.length);
+    if (padding > 0) pieces.push(Buffer.alloc(padding));
+  });
+  return pieces;
+}
+
+export function serializeIndex(index: TreeIndex, meta: Record<string, unknown> = {}): Buffer {
+  return Buffer.concat(serializedPieces(index, meta));
 }
 
 export function deserializeIndex(buf: Buffer, label: string): { index: TreeIndex; meta: Record<string, unknown> } {
@@ -104,7 +119,8 @@ export async function saveIndex(file: string, index: TreeIndex, meta: Record<str
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const handle = await fs.open(tmp, 'w');
   try {
-    await handle.writeFile(serializeIndex(index, meta));
+    // Successive writeFile calls on one handle append (each loops over short writes).
+    for (const piece of serializedPieces(index, meta)) await handle.writeFile(piece);
     await handle.sync();
   } finally {
     await handle.close();

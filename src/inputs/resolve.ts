@@ -39,6 +39,10 @@ import { VhfsError } from '../util/errors.js';
 import { compareNames } from '../util/utf8-order.js';
 import type { ObjectInfo, ObjectRef, ObjectStore } from '../store/index.js';
 import { LOCAL_ROOT_STORE, SourceStores } from './source-stores.js';
+import { collectGarbage } from '../util/gc.js';
+
+/** Inputs of at least this many files are followed by a full garbage collection once their index is built. */
+const GARBAGE_COLLECT_AFTER_FILES = 50_000;
 
 
 /** What `inputs.json` says of one file, before the mount's absolute path is known. */
@@ -118,6 +122,9 @@ export class InputResolver {
       await saveIndex(file, index, { input: spec.name, uris: pinned.map((p) => p.uri) }).catch((err: unknown) =>
         this.opts.log?.(`could not persist the index of input "${spec.name}": ${String(err)}`));
     }
+    // Building allocated several times the index's size in short-lived objects; a mount serving it may
+    // allocate too little afterwards for V8 to ever collect them (see util/gc.ts).
+    if (index.fileCount >= GARBAGE_COLLECT_AFTER_FILES) collectGarbage();
     return { spec, index, fromCache: false, warnings: loose.warnings, describe };
   }
 

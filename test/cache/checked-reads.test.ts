@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { BlockCache, type FileExtent } from '../../src/cache/block-cache.js';
 import { FetchQueue, Priority } from '../../src/cache/fetch-queue.js';
-import { MemoryTier } from '../../src/cache/memory.js';
+import { MemoryTier, STALE_FRESH_MS } from '../../src/cache/memory.js';
 import { ChunkHasher, CHUNK_SIZE } from '../../src/util/chunk-hashes.js';
 import type { ObjectRef } from '../../src/store/types.js';
 import { isVhfsError } from '../../src/util/errors.js';
@@ -151,6 +151,29 @@ test('memory: delivered data is spent and evicted before data not yet read', (t)
   t.true(m.has('b') && m.has('c') && m.has('d'));
   t.is(m.pendingBytes, 300);
   t.is(m.stats().evictions, 1);
+});
+
+test('memory: fresh data untouched for STALE_FRESH_MS is spent, so it neither fills the budget nor counts as pending', (t) => {
+  let now = 1_000_000;
+  const m = new MemoryTier(1000, () => now);
+  m.set('ahead', Buffer.alloc(100)); // read ahead, never read
+  m.set('half', Buffer.alloc(100)); // a reader took part of it, then more later
+  m.deliver('half', 40);
+  now += STALE_FRESH_MS - 1;
+  m.deliver('half', 10);
+  now += 2;
+  m.set('new', Buffer.alloc(100));
+  t.is(m.pendingBytes, 200, 'only the untouched entry stopped counting as pending');
+  t.true(m.has('ahead'), 'still served while there is room');
+  now += STALE_FRESH_MS;
+  t.truthy(m.get('new'), 'a hit touches it');
+  m.set('more', Buffer.alloc(100));
+  t.is(m.pendingBytes, 200, 'new and more are fresh; half went stale');
+  // Spent data is held to a quarter of the budget: the oldest stale entry makes room.
+  m.set('last', Buffer.alloc(100));
+  m.deliver('last', 100);
+  t.false(m.has('ahead'));
+  t.true(m.has('half') && m.has('last') && m.has('new') && m.has('more'));
 });
 
 test('the fetch queue starts a reader\'s request before queued readahead and background work', async (t) => {

@@ -10,6 +10,7 @@ import { LocalDirStore } from '../../src/store/local.js';
 import { FaultyStore } from '../../src/store/faulty.js';
 import { Catalog, storeKeys, type VersionFile } from '../../src/catalog/index.js';
 import { casAlias } from '../../src/catalog/store-records.js';
+import { SCAN_CACHE_SIZE } from '../../src/catalog/db.js';
 
 const producer = { tool: 'test' };
 
@@ -128,6 +129,15 @@ test('versions: create, read back, immutable, validated', async (t) => {
   const summary = await e.cat.getVersionSummary('dataset', 'images', 'v1');
   t.is(summary.fileCount, 3);
   t.deepEqual([...(await e.cat.versionFiles('dataset', 'images', 'v1'))], v1.files);
+  // A scan runs with a small page cache (SCAN_CACHE_SIZE; the connection cannot be asked while a scan is
+  // open) and gives the connection its own back, whether it ran to the end (above) or was left early.
+  const cacheSize = () => e.cat.db.db.pragma('cache_size', { simple: true }) as number;
+  t.is(cacheSize(), -65536);
+  t.not(SCAN_CACHE_SIZE, -65536);
+  const scan = await e.cat.versionFiles('dataset', 'images', 'v1');
+  t.is(scan.next().value?.path, 'a/1.txt');
+  scan.return?.();
+  t.is(cacheSize(), -65536);
 
   const unsafe = await t.throwsAsync(
     e.cat.createVersion({ kind: 'dataset', collection: 'images', version: 'v2', files: [{ ...files[0], path: 'a/../b' }], producer }),

@@ -30,7 +30,7 @@ test('flags, environment variables and defaults come out of one table with their
   t.truthy(cmd);
   const defaults = parse([]);
   t.is(defaults.blockSize, 256 * 1024);
-  t.is(defaults.memory, 64 * 1024 * 1024);
+  t.is(defaults.memory, 32 * 1024 * 1024);
   t.is(defaults.fetchTimeout, 10_000);
   t.is(defaults.kernelCache, true);
   t.is(defaults.diskCache, undefined);

@@ -120,6 +120,8 @@ test('persisted index loads back identical, and corrupt files are discarded', as
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'x.idx');
   await saveIndex(file, index, { version: 'v1' });
+  // Saved piece by piece (header, then each array's own memory with its padding): the same bytes as one buffer.
+  t.deepEqual(await fs.readFile(file), serializeIndex(index, { version: 'v1' }));
   const loaded = await loadIndex(file);
   t.truthy(loaded);
   t.deepEqual(loaded!.meta, { version: 'v1' });
