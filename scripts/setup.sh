@@ -19,6 +19,10 @@ if [ "${VHFS_TEST_CONTAINERS:-}" = 1 ]; then
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
 fi
 command -v sqlite3 >/dev/null 2>&1 || need_pkgs+=(sqlite3)
+# better-sqlite3 and the native read path (native/vhfs-fuse.c) compile from source.
+command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc)
+command -v g++ >/dev/null 2>&1 || need_pkgs+=(g++)
+command -v make >/dev/null 2>&1 || need_pkgs+=(make)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_pkgs[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then
