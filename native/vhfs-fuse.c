@@ -711,6 +711,32 @@ NAPI_METHOD(vhfs_native_add_input) {
   return NULL;
 }
 
+/*
+ * vhfs_native_set_chunks(thread, inputName, sourceIndex, [crcs, chunkSize, covered]): a chunk table that
+ * arrived after its input was added. Until then reads that need it went to JavaScript; a second table for the
+ * same source is ignored (the first stays: readers may be using it).
+ */
+NAPI_METHOD(vhfs_native_set_chunks) {
+  NAPI_ARGV(4)
+  vhfs_mount_t *m = mount_of(env, argv[0]);
+  if (!m) return NULL;
+  NAPI_ARGV_UTF8_MALLOC(name, 1)
+  NAPI_ARGV_UINT32(source, 2)
+  vhfs_input_t *in = atomic_load(&m->inputs);
+  while (in && strcmp(in->name, name) != 0) in = in->next;
+  free(name);
+  if (!in || source >= in->source_count) return NULL;
+  vhfs_chunks_t *c = chunks_from(env, argv[3]);
+  if (!c) return NULL;
+  vhfs_chunks_t *expected = NULL;
+  if (!atomic_compare_exchange_strong(&in->sources[source].chunks, &expected, c)) {
+    free(c->crcs);
+    free((void *) c->checked);
+    free(c);
+  }
+  return NULL;
+}
+
 /* vhfs_native_detach(thread): stop answering natively, wait for handlers still running, free. */
 NAPI_METHOD(vhfs_native_detach) {
   NAPI_ARGV(1)
@@ -752,6 +778,7 @@ NAPI_METHOD(vhfs_native_stats) {
 static void vhfs_exports(napi_env env, napi_value exports) {
   NAPI_EXPORT_FUNCTION(vhfs_native_attach)
   NAPI_EXPORT_FUNCTION(vhfs_native_add_input)
+  NAPI_EXPORT_FUNCTION(vhfs_native_set_chunks)
   NAPI_EXPORT_FUNCTION(vhfs_native_detach)
   NAPI_EXPORT_FUNCTION(vhfs_native_stats)
 }

@@ -70,7 +70,7 @@ export async function mountInputs(opts: InputsMountOptions): Promise<InputsMount
     ...(opts.nativeReads === false ? {} : { native: owner }), log,
   });
   const native = mounted.native;
-  if (native) inputs.onReady((input) => void native.addInput(input));
+  if (native) inputs.onReady((input) => native.addInput(input));
   const how = native ? 'native read path on' : 'reads through JavaScript only';
   log(`mounted ${mountpoint} (${specs.length} inputs, resolved on first use, ${how}${mounted.shared ? ', readable by every user' : ''}${jobInputsDir !== mountpoint ? `; jobs see it as ${jobInputsDir}` : ''})`);
 

@@ -26,6 +26,7 @@ interface NativeBinding {
     thread: Buffer, name: string, arrays: ArrayBufferView[], sourcePaths: Array<string | null>, kinds: Uint32Array, sizes: Float64Array,
     tables: NativeChunkTable[],
   ): void;
+  vhfs_native_set_chunks(thread: Buffer, name: string, source: number, table: NonNullable<NativeChunkTable>): void;
   vhfs_native_detach(thread: Buffer): void;
   vhfs_native_stats(): number[];
 }
@@ -128,49 +129,59 @@ export class NativeReads {
   }
 
   /**
-   * Serve `input` natively once the chunk tables it needs are read (until then, and for whatever cannot be
-   * answered natively, its requests go to JavaScript as before).
+   * Serve `input` natively from now on. Chunk tables it needs that are already read go with it; the others
+   * follow as they are read (until then, reads that need them go to JavaScript). It must not wait for them:
+   * right after a mount the JavaScript thread is busy writing inputs.json, and waiting would leave every
+   * listing of the input to that busy thread.
    */
-  async addInput(input: ResolvedInput): Promise<void> {
+  addInput(input: ResolvedInput): void {
     if (this.detached) return;
     const a = input.index.arrays;
     const sources = input.index.sources;
+    const name = input.spec.name;
     const paths = sources.map((s) => this.onLocalDisk(this.cache.localPath(s)));
     const kinds = Uint32Array.from(sources, (s) =>
       s.integrity === undefined ? SOURCE_UNCHECKED : s.integrity.memberCrc32 ? SOURCE_MEMBER_CRC : SOURCE_OTHER_CHECK);
     const sizes = Float64Array.from(sources, (s) => s.size);
-    const tables = await this.tablesFor(input, paths, kinds);
-    if (this.detached) return;
+    const pending = this.tablesFor(input, paths, kinds);
+    const ready = pending.map((p) => (p && 'table' in p ? p.table : null));
     try {
-      this.binding.vhfs_native_add_input(this.thread, input.spec.name, [
+      this.binding.vhfs_native_add_input(this.thread, name, [
         a.fileNames, a.fileNameStart, a.fileSize, a.fileOffset, a.fileSource, a.fileMtime, a.fileCrc,
         a.dirNames, a.dirNameStart, a.dirChildStart, a.dirChildCount, a.dirFileStart, a.dirFileCount,
-      ], paths, kinds, sizes, tables);
+      ], paths, kinds, sizes, ready);
     } catch (err) {
-      this.log(`warning: input "${input.spec.name}" is read through JavaScript only: ${describeError(err)}`);
+      this.log(`warning: input "${name}" is read through JavaScript only: ${describeError(err)}`);
+      return;
     }
+    pending.forEach((p, i) => {
+      if (!p || !('later' in p)) return;
+      p.later.then((table) => {
+        if (table && !this.detached) this.binding.vhfs_native_set_chunks(this.thread, name, i, table);
+      }, () => {
+        // A table that cannot be read leaves those reads to JavaScript, which reads it again and says what is wrong.
+      });
+    });
   }
 
   /**
    * Member CRCs check small files; a chunk table lets big ones (and sources without member CRCs) be read
    * natively. It is read (one small ranged read) only for a source that has such a file, so that listing a
    * version of small files reads nothing but its index; and not at all for a version of many sources (per-file
-   * blobs), which JavaScript reads on demand.
+   * blobs), which JavaScript reads on demand. Per source: nothing to do, a table already read, or one coming.
    */
-  private async tablesFor(input: ResolvedInput, paths: Array<string | null>, kinds: Uint32Array): Promise<NativeChunkTable[]> {
+  private tablesFor(input: ResolvedInput, paths: Array<string | null>, kinds: Uint32Array): Array<{ table: NonNullable<NativeChunkTable> } | { later: Promise<NativeChunkTable> } | null> {
     const sources = input.index.sources;
-    const tables: NativeChunkTable[] = sources.map(() => null);
-    if (sources.length > EAGER_TABLES_MAX) return tables;
+    if (sources.length > EAGER_TABLES_MAX) return sources.map(() => null);
     const a = input.index.arrays;
     const needed = Array.from(kinds, (k) => k !== SOURCE_MEMBER_CRC);
     for (let f = 0; f < a.fileSize.length; f++) if (a.fileSize[f] > MEMBER_WHOLE_MAX) needed[a.fileSource[f]] = true;
-    await Promise.all(sources.map(async (source, i) => {
-      if (paths[i] === null || !source.integrity?.chunkTable || !needed[i]) return;
-      // A table that cannot be read leaves those reads to JavaScript, which reads it again and says what is wrong.
-      const table = await this.cache.chunkTable(source).catch(() => undefined);
-      if (table) tables[i] = [table.checkValues, table.chunkSize, table.covered];
-    }));
-    return tables;
+    return sources.map((source, i) => {
+      if (paths[i] === null || !source.integrity?.chunkTable || !needed[i]) return null;
+      const loaded = this.cache.loadedChunkTable(source);
+      if (loaded) return { table: [loaded.checkValues, loaded.chunkSize, loaded.covered] };
+      return { later: this.cache.chunkTable(source).then((t) => (t ? [t.checkValues, t.chunkSize, t.covered] as NonNullable<NativeChunkTable> : null)) };
+    });
   }
 
   /** `file` if it lies on a filesystem in LOCAL_FILESYSTEMS (asked once per directory), else null. */
