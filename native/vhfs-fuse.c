@@ -538,6 +538,13 @@ static int typed_array(napi_env env, napi_value v, napi_typedarray_type want, vo
   return type == want;
 }
 
+static void free_chunks(vhfs_chunks_t *c) {
+  if (!c) return;
+  free(c->crcs);
+  free((void *) c->checked);
+  free(c);
+}
+
 static void free_input(napi_env env, vhfs_input_t *in) {
   for (int i = 0; i < INDEX_ARRAYS; i++) if (in->refs[i]) napi_delete_reference(env, in->refs[i]);
   for (uint32_t s = 0; s < in->source_count; s++) {
@@ -545,8 +552,7 @@ static void free_input(napi_env env, vhfs_input_t *in) {
     int fd = atomic_load(&src->fd);
     if (fd >= 0) { close(fd); atomic_fetch_sub(&vhfs_cached_fds, 1); }
     free(src->path);
-    vhfs_chunks_t *c = atomic_load(&src->chunks);
-    if (c) { free(c->crcs); free((void *) c->checked); free(c); }
+    free_chunks(atomic_load(&src->chunks));
   }
   free(in->sources);
   free((void *) in->member_checked);
@@ -566,12 +572,12 @@ static vhfs_chunks_t *chunks_from(napi_env env, napi_value spec) {
   double covered;
   if (napi_get_buffer_info(env, v[0], &crcs, &crcs_len) != napi_ok || napi_get_value_uint32(env, v[1], &chunk_size) != napi_ok
       || napi_get_value_double(env, v[2], &covered) != napi_ok || chunk_size == 0 || covered < 0) {
-    napi_throw_type_error(env, NULL, "vhfs_native_add_input: a chunk table is not [Buffer, chunkSize, covered]");
+    napi_throw_type_error(env, NULL, "vhfs_native_set_chunks: a chunk table is not [Buffer, chunkSize, covered]");
     return NULL;
   }
   uint64_t count = ((uint64_t) covered + chunk_size - 1) / chunk_size;
   if (crcs_len < count * 4) {
-    napi_throw_range_error(env, NULL, "vhfs_native_add_input: a chunk table is shorter than what it covers");
+    napi_throw_range_error(env, NULL, "vhfs_native_set_chunks: a chunk table is shorter than what it covers");
     return NULL;
   }
   vhfs_chunks_t *c = calloc(1, sizeof *c);
@@ -582,9 +588,7 @@ static vhfs_chunks_t *chunks_from(napi_env env, napi_value spec) {
   c->crcs = malloc(count * 4 + 4);
   c->checked = calloc(count + 1, 1);
   if (!c->crcs || !c->checked) {
-    free(c->crcs);
-    free((void *) c->checked);
-    free(c);
+    free_chunks(c);
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
@@ -597,12 +601,12 @@ static vhfs_chunks_t *chunks_from(napi_env env, napi_value spec) {
 
 /*
  * vhfs_native_add_input(thread, name, [13 index arrays in TreeIndexArrays order], sourcePaths, sourceKinds,
- * sourceSizes, sourceTables). sourcePaths[i] is the local file of source i or null; sourceTables[i] its chunk
- * table as [crcs, chunkSize, covered] or null. The input is answered natively from the moment it is added,
- * so everything it needs is handed over in this one call.
+ * sourceSizes). sourcePaths[i] is the local file of source i or null. The input is answered natively from the
+ * moment it is added; chunk tables follow through vhfs_native_set_chunks (until then, reads that need one go
+ * to JavaScript).
  */
 NAPI_METHOD(vhfs_native_add_input) {
-  NAPI_ARGV(7)
+  NAPI_ARGV(6)
   vhfs_mount_t *m = mount_of(env, argv[0]);
   if (!m) { napi_throw_error(env, NULL, "vhfs_native_add_input: mount not attached"); return NULL; }
   NAPI_ARGV_UTF8_MALLOC(name, 1)
@@ -687,16 +691,6 @@ NAPI_METHOD(vhfs_native_add_input) {
     napi_get_value_string_utf8(env, p, NULL, 0, &plen);
     src->path = malloc(plen + 1);
     if (src->path) napi_get_value_string_utf8(env, p, src->path, plen + 1, &plen);
-    napi_value table;
-    if (napi_get_element(env, argv[6], s, &table) != napi_ok) continue;
-    napi_typeof(env, table, &t);
-    if (t != napi_object) continue;
-    vhfs_chunks_t *c = chunks_from(env, table);
-    if (!c) {
-      free_input(env, in);
-      return NULL;
-    }
-    atomic_store(&src->chunks, c);
   }
   /* Every source index a file names must exist, or a read would run off the table. */
   for (uint32_t f = 0; f < in->file_count; f++) {
@@ -712,9 +706,9 @@ NAPI_METHOD(vhfs_native_add_input) {
 }
 
 /*
- * vhfs_native_set_chunks(thread, inputName, sourceIndex, [crcs, chunkSize, covered]): a chunk table that
- * arrived after its input was added. Until then reads that need it went to JavaScript; a second table for the
- * same source is ignored (the first stays: readers may be using it).
+ * vhfs_native_set_chunks(thread, inputName, sourceIndex, [crcs, chunkSize, covered]): a source's chunk table,
+ * once JavaScript has read it. Until then reads that need it went to JavaScript; a second table for the same
+ * source is ignored (the first stays: readers may be using it).
  */
 NAPI_METHOD(vhfs_native_set_chunks) {
   NAPI_ARGV(4)
@@ -729,11 +723,7 @@ NAPI_METHOD(vhfs_native_set_chunks) {
   vhfs_chunks_t *c = chunks_from(env, argv[3]);
   if (!c) return NULL;
   vhfs_chunks_t *expected = NULL;
-  if (!atomic_compare_exchange_strong(&in->sources[source].chunks, &expected, c)) {
-    free(c->crcs);
-    free((void *) c->checked);
-    free(c);
-  }
+  if (!atomic_compare_exchange_strong(&in->sources[source].chunks, &expected, c)) free_chunks(c);
   return NULL;
 }
 

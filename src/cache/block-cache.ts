@@ -187,8 +187,6 @@ interface SourceState {
   window: number;
   aheadUntil: number;
   table?: Promise<ChunkTable | undefined>;
-  /** The table once read (what a caller that cannot wait asks for). */
-  tableLoaded?: ChunkTable;
   /** Starts of members checked whole against their CRC-32 (sources without a chunk table). */
   checkedMembers: Set<number>;
   /** Reads that were not sequential; past a threshold a remote source is filled in the background. */
@@ -659,11 +657,6 @@ export class BlockCache {
     return this.table(source, this.state(source));
   }
 
-  /** The source's chunk table if it has been read already (no waiting, no read). */
-  loadedChunkTable(source: ObjectRef): ChunkTable | undefined {
-    return this.states.get(source)?.tableLoaded;
-  }
-
   /**
    * The local file holding the source, when its store keeps objects as files and its reads are not meant
    * to go through the disk tier (`--disk-cache` asks for that even for local stores, e.g. a network mount).
@@ -709,7 +702,6 @@ export class BlockCache {
       if (table.covered !== where.covered || table.covered > source.size) {
         throw new VhfsError('BAD_PACKAGE', `${label}: its chunk table covers ${table.covered} bytes, expected ${where.covered} of a ${source.size}-byte object`);
       }
-      st.tableLoaded = table;
       return table;
     })();
     // A failed read of the table is not remembered: the next read tries again.

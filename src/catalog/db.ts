@@ -408,9 +408,8 @@ export class CatalogDb {
     };
   }
 
-  /** The files of a version in path order, one row at a time (no array of a million objects). */
   /**
-   * A version's files in path order. The scan reads every page of the version once, so it runs with a small
+   * A version's files in path order, one row at a time (no array of a million objects). The scan reads every page of the version once, so it runs with a small
    * page cache: with the connection's 64 MiB (there for bulk inserts) a million-row scan (inputs.json of a
    * mount) left 64 MiB resident in the mount daemon for nothing. The cache size is given back after.
    */

@@ -18,21 +18,19 @@ import path from 'node:path';
 import type Fuse from 'fuse-native';
 import type { ResolvedInput } from '../inputs/resolve.js';
 import type { BlockCache } from '../cache/block-cache.js';
+import type { ChunkTable } from '../util/chunk-hashes.js';
 import { describeError } from '../util/errors.js';
 
 interface NativeBinding {
   vhfs_native_attach(thread: Buffer, uid: number, gid: number, mountTimeMs: number): void;
-  vhfs_native_add_input(
-    thread: Buffer, name: string, arrays: ArrayBufferView[], sourcePaths: Array<string | null>, kinds: Uint32Array, sizes: Float64Array,
-    tables: NativeChunkTable[],
-  ): void;
-  vhfs_native_set_chunks(thread: Buffer, name: string, source: number, table: NonNullable<NativeChunkTable>): void;
+  vhfs_native_add_input(thread: Buffer, name: string, arrays: ArrayBufferView[], sourcePaths: Array<string | null>, kinds: Uint32Array, sizes: Float64Array): void;
+  vhfs_native_set_chunks(thread: Buffer, name: string, source: number, table: NativeChunkTable): void;
   vhfs_native_detach(thread: Buffer): void;
   vhfs_native_stats(): number[];
 }
 
 /** A chunk table as vhfs-fuse.c takes it: check values (u32 LE per chunk), chunk size, bytes covered. */
-type NativeChunkTable = [Buffer, number, number] | null;
+type NativeChunkTable = [Buffer, number, number];
 
 /** What the native path answered in this process (every mount together). */
 export interface NativeReadStats {
@@ -129,10 +127,9 @@ export class NativeReads {
   }
 
   /**
-   * Serve `input` natively from now on. Chunk tables it needs that are already read go with it; the others
-   * follow as they are read (until then, reads that need them go to JavaScript). It must not wait for them:
-   * right after a mount the JavaScript thread is busy writing inputs.json, and waiting would leave every
-   * listing of the input to that busy thread.
+   * Serve `input` natively from now on. Chunk tables it needs follow as they are read (until then, reads that
+   * need them go to JavaScript). It must not wait for them: right after a mount the JavaScript thread is busy
+   * writing inputs.json, and waiting would leave every listing of the input to that busy thread.
    */
   addInput(input: ResolvedInput): void {
     if (this.detached) return;
@@ -143,21 +140,18 @@ export class NativeReads {
     const kinds = Uint32Array.from(sources, (s) =>
       s.integrity === undefined ? SOURCE_UNCHECKED : s.integrity.memberCrc32 ? SOURCE_MEMBER_CRC : SOURCE_OTHER_CHECK);
     const sizes = Float64Array.from(sources, (s) => s.size);
-    const pending = this.tablesFor(input, paths, kinds);
-    const ready = pending.map((p) => (p && 'table' in p ? p.table : null));
     try {
       this.binding.vhfs_native_add_input(this.thread, name, [
         a.fileNames, a.fileNameStart, a.fileSize, a.fileOffset, a.fileSource, a.fileMtime, a.fileCrc,
         a.dirNames, a.dirNameStart, a.dirChildStart, a.dirChildCount, a.dirFileStart, a.dirFileCount,
-      ], paths, kinds, sizes, ready);
+      ], paths, kinds, sizes);
     } catch (err) {
       this.log(`warning: input "${name}" is read through JavaScript only: ${describeError(err)}`);
       return;
     }
-    pending.forEach((p, i) => {
-      if (!p || !('later' in p)) return;
-      p.later.then((table) => {
-        if (table && !this.detached) this.binding.vhfs_native_set_chunks(this.thread, name, i, table);
+    this.tablesFor(input, paths, kinds).forEach((pending, i) => {
+      pending?.then((table) => {
+        if (table && !this.detached) this.binding.vhfs_native_set_chunks(this.thread, name, i, [table.checkValues, table.chunkSize, table.covered]);
       }, () => {
         // A table that cannot be read leaves those reads to JavaScript, which reads it again and says what is wrong.
       });
@@ -168,19 +162,16 @@ export class NativeReads {
    * Member CRCs check small files; a chunk table lets big ones (and sources without member CRCs) be read
    * natively. It is read (one small ranged read) only for a source that has such a file, so that listing a
    * version of small files reads nothing but its index; and not at all for a version of many sources (per-file
-   * blobs), which JavaScript reads on demand. Per source: nothing to do, a table already read, or one coming.
+   * blobs), which JavaScript reads on demand. Per source: the table being read, or null.
    */
-  private tablesFor(input: ResolvedInput, paths: Array<string | null>, kinds: Uint32Array): Array<{ table: NonNullable<NativeChunkTable> } | { later: Promise<NativeChunkTable> } | null> {
+  private tablesFor(input: ResolvedInput, paths: Array<string | null>, kinds: Uint32Array): Array<Promise<ChunkTable | undefined> | null> {
     const sources = input.index.sources;
     if (sources.length > EAGER_TABLES_MAX) return sources.map(() => null);
     const a = input.index.arrays;
     const needed = Array.from(kinds, (k) => k !== SOURCE_MEMBER_CRC);
     for (let f = 0; f < a.fileSize.length; f++) if (a.fileSize[f] > MEMBER_WHOLE_MAX) needed[a.fileSource[f]] = true;
     return sources.map((source, i) => {
-      if (paths[i] === null || !source.integrity?.chunkTable || !needed[i]) return null;
-      const loaded = this.cache.loadedChunkTable(source);
-      if (loaded) return { table: [loaded.checkValues, loaded.chunkSize, loaded.covered] };
-      return { later: this.cache.chunkTable(source).then((t) => (t ? [t.checkValues, t.chunkSize, t.covered] as NonNullable<NativeChunkTable> : null)) };
+      return paths[i] === null || !source.integrity?.chunkTable || !needed[i] ? null : this.cache.chunkTable(source);
     });
   }
 
