@@ -44,6 +44,11 @@ export interface NativeReadStats {
   handedOver: number;
   /** Checks that failed (JavaScript then reads the same bytes, reports the damage and answers EIO). */
   checkFailures: number;
+  /**
+   * Opens answered ENOSYS so that the kernel stops sending open and release (`no_open`): one per mount when
+   * the kernel honours it; one per open file where it does not.
+   */
+  opensDeclined: number;
 }
 
 // Kinds as vhfs-fuse.c numbers them.
@@ -94,8 +99,8 @@ export function nativeBinding(): NativeBinding | undefined {
 export function nativeReadStats(): NativeReadStats | undefined {
   const b = nativeBinding();
   if (!b) return undefined;
-  const [getattrs, readdirs, reads, readBytes, checkedBytes, handedOver, checkFailures] = b.vhfs_native_stats();
-  return { getattrs, readdirs, reads, readBytes, checkedBytes, handedOver, checkFailures };
+  const [getattrs, readdirs, reads, readBytes, checkedBytes, handedOver, checkFailures, opensDeclined] = b.vhfs_native_stats();
+  return { getattrs, readdirs, reads, readBytes, checkedBytes, handedOver, checkFailures, opensDeclined };
 }
 
 export interface NativeOwner {

@@ -110,8 +110,10 @@ fuseTest('natively and through JavaScript, a mount answers the same: attributes,
   t.is(n!.handedOver, 0, `no read of a local package needed JavaScript; daemon log:\n${await fs.readFile(native.log, 'utf8')}`);
   t.is(n!.checkFailures, 0);
   t.true(n!.checkedBytes >= [...tree.values()].reduce((a, f) => a + f.size, 0), 'every byte served was checked first');
+  // Every file above was opened at least twice (hash, preads); the kernel asked about open once and no more.
+  t.is(n!.opensDeclined, 1, 'one ENOSYS and the kernel opens and closes files without asking the daemon');
   const j = await nativeCounters(statsOf('js'), js.pid, js.log);
-  t.deepEqual([j?.getattrs, j?.readdirs, j?.reads], [0, 0, 0], '--no-native-reads: nothing answered natively');
+  t.deepEqual([j?.getattrs, j?.readdirs, j?.reads, j?.opensDeclined], [0, 0, 0, 0], '--no-native-reads: nothing answered natively');
   t.regex(await fs.readFile(native.log, 'utf8'), /native read path on/);
   t.regex(await fs.readFile(js.log, 'utf8'), /reads through JavaScript only/);
 });
