@@ -481,18 +481,38 @@ static int vhfs_read(const char *path, char *buf, size_t len, off_t off, struct 
 }
 
 /*
+ * The kernel's FUSE protocol minor, from its INIT (every mount of a process talks to the same kernel). `no_open`
+ * (below) came with Linux 4.19/4.20 without a protocol bump of its own; 7.28 is Linux 4.20's, so a kernel that
+ * reports it has `no_open`. An older kernel would fail the open with ENOSYS instead of skipping it.
+ */
+#define NO_OPEN_PROTO_MINOR 28
+static _Atomic unsigned kernel_proto_minor;
+
+static void *vhfs_init_native(struct fuse_conn_info *conn) {
+  atomic_store(&kernel_proto_minor, conn->proto_minor);
+  return fuse_native_init(conn);
+}
+
+/* As libfuse does without an init handler: the mount's user data stays what fuse_new was given. */
+static void *vhfs_init_plain(struct fuse_conn_info *conn) {
+  atomic_store(&kernel_proto_minor, conn->proto_minor);
+  return fuse_get_context()->private_data;
+}
+
+/*
  * `open` of a mount with no open handler in JavaScript (the inputs mount: files are found by path, nothing is
  * kept per open file). libfuse 2 would answer each open itself, but still as a round trip to the daemon, and
  * each close costs a `release` round trip too. Answering ENOSYS once tells the kernel (Linux 4.20+, `no_open`)
  * that this filesystem needs neither: from then on it opens and closes files without asking, and keeps their
  * page cache (the FOPEN_KEEP_CACHE default that `kernel_cache` also gives). That halves the requests per small
  * file. Only once the native path is attached: a mount without it (no compiler, `--no-native-reads`, `vhfs
- * serve`) gets libfuse's own answer, as if there were no handler. A kernel without `no_open` fails the open
- * with ENOSYS: kernels that old are not supported (native-notes).
+ * serve`) gets libfuse's own answer, as if there were no handler, and so does a kernel older than `no_open`
+ * (NO_OPEN_PROTO_MINOR).
  */
 static int vhfs_open(const char *path, struct fuse_file_info *fi) {
   (void) path;
   (void) fi;
+  if (atomic_load_explicit(&kernel_proto_minor, memory_order_relaxed) < NO_OPEN_PROTO_MINOR) return 0;
   vhfs_mount_t *m = mount_enter();
   if (!m) return 0;
   mount_leave(m);
@@ -511,6 +531,7 @@ struct fuse *vhfs_fuse_new(struct fuse_chan *ch, struct fuse_args *args, const s
   if (ops.read == fuse_native_read) ops.read = vhfs_read;
   /* A read-only mount whose files JavaScript opens without state (no open, release or write handler). */
   if (ops.read == vhfs_read && !ops.open && !ops.release && !ops.write) ops.open = vhfs_open;
+  ops.init = ops.init == fuse_native_init ? vhfs_init_native : ops.init ? ops.init : vhfs_init_plain;
   return fuse_new(ch, args, &ops, op_size, user_data);
 }
 
