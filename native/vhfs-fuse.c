@@ -488,15 +488,9 @@ static int vhfs_read(const char *path, char *buf, size_t len, off_t off, struct 
 #define NO_OPEN_PROTO_MINOR 28
 static _Atomic unsigned kernel_proto_minor;
 
-static void *vhfs_init_native(struct fuse_conn_info *conn) {
+static void *vhfs_fuse_init(struct fuse_conn_info *conn) {
   atomic_store(&kernel_proto_minor, conn->proto_minor);
   return fuse_native_init(conn);
-}
-
-/* As libfuse does without an init handler: the mount's user data stays what fuse_new was given. */
-static void *vhfs_init_plain(struct fuse_conn_info *conn) {
-  atomic_store(&kernel_proto_minor, conn->proto_minor);
-  return fuse_get_context()->private_data;
 }
 
 /*
@@ -531,7 +525,8 @@ struct fuse *vhfs_fuse_new(struct fuse_chan *ch, struct fuse_args *args, const s
   if (ops.read == fuse_native_read) ops.read = vhfs_read;
   /* A read-only mount whose files JavaScript opens without state (no open, release or write handler). */
   if (ops.read == vhfs_read && !ops.open && !ops.release && !ops.write) ops.open = vhfs_open;
-  ops.init = ops.init == fuse_native_init ? vhfs_init_native : ops.init ? ops.init : vhfs_init_plain;
+  /* fuse-native always has an init; were it missing, the minor stays 0 and no open is declined. */
+  if (ops.init == fuse_native_init) ops.init = vhfs_fuse_init;
   return fuse_new(ch, args, &ops, op_size, user_data);
 }
 
@@ -796,13 +791,14 @@ NAPI_METHOD(vhfs_native_detach) {
 /* vhfs_native_stats() → [getattrs, readdirs, reads, readBytes, checkedBytes, misses, checkFailures, opensDeclined]. */
 NAPI_METHOD(vhfs_native_stats) {
   napi_value out;
-  napi_create_array_with_length(env, 8, &out);
-  uint64_t values[8] = {
+  uint64_t values[] = {
     atomic_load(&stat_getattr), atomic_load(&stat_readdir), atomic_load(&stat_reads), atomic_load(&stat_read_bytes),
     atomic_load(&stat_checked_bytes), atomic_load(&stat_misses), atomic_load(&stat_check_failures),
     atomic_load(&stat_opens_declined),
   };
-  for (uint32_t i = 0; i < 8; i++) {
+  uint32_t count = sizeof values / sizeof values[0];
+  napi_create_array_with_length(env, count, &out);
+  for (uint32_t i = 0; i < count; i++) {
     napi_value v;
     napi_create_double(env, (double) values[i], &v);
     napi_set_element(env, out, i, v);

@@ -409,9 +409,10 @@ export class CatalogDb {
   }
 
   /**
-   * A version's files in path order, one row at a time (no array of a million objects). The scan reads every page of the version once, so it runs with a small
-   * page cache: with the connection's 64 MiB (there for bulk inserts) a million-row scan (inputs.json of a
-   * mount) left 64 MiB resident in the mount daemon for nothing. The cache size is given back after.
+   * A version's files in path order, one row at a time (no array of a million objects). The scan reads every
+   * page of the version once, so it runs with a small page cache: with the connection's 64 MiB (there for bulk
+   * inserts) a million-row scan (inputs.json of a mount) left 64 MiB resident in the mount daemon for nothing.
+   * The cache size is given back after.
    */
   *iterateFiles(rowid: number): IterableIterator<VersionFile> {
     const cacheSize = this.db.pragma('cache_size', { simple: true }) as number;

@@ -45,8 +45,8 @@ export interface NativeReadStats {
   /** Checks that failed (JavaScript then reads the same bytes, reports the damage and answers EIO). */
   checkFailures: number;
   /**
-   * Opens answered ENOSYS so that the kernel stops sending open and release (`no_open`): one per mount when
-   * the kernel honours it; one per open file where it does not.
+   * Opens answered ENOSYS so that the kernel stops sending open and release (`no_open`): one per mount; none
+   * where the kernel is older than `no_open` (FUSE 7.28, Linux 4.20), which then gets libfuse's own answer.
    */
   opensDeclined: number;
 }
